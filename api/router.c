@@ -1,0 +1,129 @@
+/* router.c — from method + path to a handler (see api.h). The table itself
+ * is in routes.c. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api/api.h"
+#include "server/daemon.h"
+
+/* Match `path` against `pattern`, capturing {x} segments into the call. */
+static bool match(const char *pattern, const char *path, struct api_call *call)
+{
+    int n = 0;
+    const char *p = pattern, *s = path;
+    while (*p && *s) {
+        if (*p == '{') {
+            const char *pend = strchr(p, '}');
+            const char *send = strchr(s, '/');
+            if (!pend)
+                return false;
+            size_t len = send ? (size_t)(send - s) : strlen(s);
+            if (len == 0 || n >= API_MAX_PARAMS || len >= sizeof call->params[0])
+                return false;
+            if (call) {
+                memcpy(call->params[n], s, len);
+                call->params[n][len] = '\0';
+            }
+            n++;
+            p = pend + 1;
+            s += len;
+            continue;
+        }
+        if (*p != *s)
+            return false;
+        p++;
+        s++;
+    }
+    if (*p || *s)
+        return false;
+    if (call)
+        call->n_params = n;
+    return true;
+}
+
+static bool route_enabled(const struct route *rt, const struct daemon_ctx *d)
+{
+    return !(rt->flags & ROUTE_TEST_ONLY) || d->cfg.test_routes;
+}
+
+static bool is_json(const char *ct)
+{
+    if (!ct)
+        return false;
+    while (*ct == ' ')
+        ct++;
+    size_t n = strlen("application/json");
+    return strncasecmp(ct, "application/json", n) == 0 &&
+           (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+bool api_on_headers(struct http_request *r, void *daemon)
+{
+    struct daemon_ctx *d = daemon;
+    const char *method = http_request_method(r), *path = http_request_path(r);
+    char allow[128] = "";
+    const struct route *found = NULL;
+    for (int i = 0; i < api_routes_count && !found; i++) {
+        const struct route *rt = &api_routes[i];
+        if (!route_enabled(rt, d) || !match(rt->pattern, path, NULL))
+            continue;
+        if (strcmp(rt->method, method) == 0) {
+            found = rt;
+        } else if (!strstr(allow, rt->method)) {
+            size_t used = strlen(allow);
+            snprintf(allow + used, sizeof allow - used, "%s%s", used ? ", " : "", rt->method);
+        }
+    }
+    struct err e = {0};
+    if (!found && allow[0]) {
+        http_response_header(r, "Allow", allow);
+        err_set(&e, ERR_METHOD, "method %s is not allowed on %s (allowed: %s)", method, path, allow);
+        api_respond_error(r, &e);
+        return false;
+    }
+    if (!found) {
+        err_set(&e, ERR_NOT_FOUND, "no route for %s %s", method, path);
+        api_respond_error(r, &e);
+        return false;
+    }
+    if ((found->flags & ROUTE_JSON_BODY) && !is_json(http_request_header(r, "Content-Type"))) {
+        err_set(&e, ERR_MEDIA_TYPE, "Content-Type must be application/json");
+        api_respond_error(r, &e);
+        return false;
+    }
+    struct api_call *call = calloc(1, sizeof *call);
+    if (!call)
+        abort();
+    call->req = r;
+    call->d = d;
+    match(found->pattern, path, call);
+    http_request_set_state(r, call, free);
+    /* Remember the route through the call; on_request looks it up again,
+     * which is cheap and keeps the call free of table pointers. */
+    return true;
+}
+
+void api_on_request(struct http_request *r, void *daemon)
+{
+    struct daemon_ctx *d = daemon;
+    struct api_call *call = http_request_state(r);
+    const char *method = http_request_method(r), *path = http_request_path(r);
+    for (int i = 0; i < api_routes_count; i++) {
+        const struct route *rt = &api_routes[i];
+        if (route_enabled(rt, d) && strcmp(rt->method, method) == 0 &&
+            match(rt->pattern, path, NULL)) {
+            rt->handler(call);
+            return;
+        }
+    }
+    struct err e;
+    err_set(&e, ERR_INTERNAL, "route vanished");
+    api_respond_error(r, &e);
+}
+
+void api_on_error(struct http_request *r, const struct err *e, void *daemon)
+{
+    (void)daemon;
+    api_respond_error(r, e);
+}

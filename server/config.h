@@ -1,0 +1,57 @@
+/*
+ * config.h — the daemon's settings: one table, four sources.
+ *
+ * Contract
+ *   Every setting is one row of the table in config.c: its flag name
+ *   (--listen), environment variable (MAASD_LISTEN), config-file key
+ *   (listen), default, and help. Precedence, highest first:
+ *       command-line flag > environment > config file (--config) > default.
+ *   config_load() fills a struct config from all four and validates every
+ *   value; an invalid value fails with ERR_INVALID whose message names the
+ *   setting and its source ("--max-body-bytes: not a size: 'x'").
+ *   docs/operators.md carries the same table; `maasd serve --help` prints it.
+ *
+ * Ownership
+ *   struct config is plain data (no pointers to free); copy it freely.
+ */
+#ifndef MAASD_CONFIG_H
+#define MAASD_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "engine/err.h"
+#include "server/log.h"
+
+#define CONFIG_MAX_MODELS 16
+#define CONFIG_PATH_MAX 1024
+
+struct config_model {
+    char id[64];
+    char path[CONFIG_PATH_MAX];   /* "builtin:demo" for the built-in demo model */
+};
+
+struct config {
+    char config_file[CONFIG_PATH_MAX];
+    char listen_host[256];
+    int listen_port;                  /* 0 = ephemeral (tests) */
+    char db_path[CONFIG_PATH_MAX];
+    struct config_model models[CONFIG_MAX_MODELS];
+    int n_models;
+    enum log_level log_level;
+    uint64_t shutdown_timeout_ms;
+    uint64_t max_body_bytes;
+    int max_connections;
+    uint64_t connection_timeout_ms;
+    bool test_routes;                 /* the /_test/ routes, for the test suite only */
+};
+
+/* Parse argv (after the subcommand name), the environment and the config
+ * file into *cfg. `--help` is not handled here (see config_print_help). */
+bool config_load(struct config *cfg, int argc, char **argv, struct err *e);
+
+/* The settings table as help text (for `maasd serve --help`). */
+void config_print_help(FILE *out);
+
+#endif

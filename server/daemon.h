@@ -1,0 +1,54 @@
+/*
+ * daemon.h — the daemon context: the one place that holds the daemon's
+ * mutable state, and `maasd serve`'s lifecycle.
+ *
+ * Threads (docs/architecture.md)
+ *   loop thread    libuv: HTTP (server/http.c), route handlers (api/),
+ *                  admission, mailbox deliveries; owns everything below
+ *                  unless noted.
+ *   writer thread  the only writing database connection (server/writer.h).
+ *   engine threads the scheduler and its workers (engine/), added by the
+ *                  inference path; they talk to the loop only through the
+ *                  mailbox.
+ *
+ * Lifecycle
+ *   daemon_serve() opens and migrates the database, starts the writer,
+ *   loads the configured models, listens, and runs the loop until a
+ *   SIGTERM/SIGINT: then it stops accepting, lets in-flight requests finish
+ *   for up to --shutdown-timeout, aborts the rest, drains the database
+ *   writer and returns 0. A second signal exits at once (status 1).
+ */
+#ifndef MAASD_DAEMON_H
+#define MAASD_DAEMON_H
+
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "server/config.h"
+#include "server/http.h"
+#include "server/mailbox.h"
+#include "server/writer.h"
+
+struct daemon_ctx {
+    struct config cfg;
+    uv_loop_t loop;
+    struct mailbox mailbox;
+    struct http_server *http;
+    sqlite3 *db_read;          /* read-only, loop thread: point reads only */
+    struct writer *writer;
+
+    bool models_loaded;        /* every configured model is loaded */
+
+    uv_signal_t sig_term, sig_int;
+    uv_timer_t shutdown_timer;
+    bool shutting_down;
+    uint64_t shutdown_deadline_ms;
+    int exit_code;
+};
+
+/* Run `maasd serve` with this configuration; returns the process exit
+ * status. Start-up failures are printed as one line on stderr. */
+int daemon_serve(const struct config *cfg);
+
+#endif
