@@ -92,14 +92,6 @@ int daemon_serve(const struct config *cfg)
     uv_loop_init(&d->loop);
     mailbox_init(&d->mailbox, &d->loop);
 
-    if (!prepare_database(cfg, &e) ||
-        !writer_start(cfg->db_path, &d->mailbox, &d->writer, &e) ||
-        !store_open(cfg->db_path, STORE_READONLY, &d->db_read, &e))
-        goto fail;
-
-    /* Models arrive with the engine; with none configured we are ready. */
-    d->models_loaded = cfg->n_models == 0;
-
     struct http_options hopt = {
         .host = cfg->listen_host,
         .port = cfg->listen_port,
@@ -113,8 +105,17 @@ int daemon_serve(const struct config *cfg)
         .on_error = api_on_error,
         .ctx = d,
     };
+    /* Listen first: an occupied port fails before the database is touched.
+     * Nothing is accepted until the loop runs, after everything is open. */
     if (!http_server_start(&d->loop, &hopt, &handlers, &d->http, &e))
         goto fail;
+    if (!prepare_database(cfg, &e) ||
+        !writer_start(cfg->db_path, &d->mailbox, &d->writer, &e) ||
+        !store_open(cfg->db_path, STORE_READONLY, &d->db_read, &e))
+        goto fail;
+
+    /* Models arrive with the engine; with none configured we are ready. */
+    d->models_loaded = cfg->n_models == 0;
 
     uv_signal_init(&d->loop, &d->sig_term);
     uv_signal_init(&d->loop, &d->sig_int);
