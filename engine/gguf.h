@@ -14,6 +14,14 @@
  *   gguf_open_memory() does the same over a caller-owned buffer (used by the
  *   fuzzer and the built-in demo model); the buffer must outlive the file.
  *
+ *   Versions: GGUF v2 and v3, little-endian. v1 (32-bit lengths), later
+ *   versions and byte-swapped (big-endian) files fail with ERR_UNSUPPORTED;
+ *   a version of 0 or an absurd one (> 0xffff) is ERR_CORRUPT. Beyond the
+ *   format itself, open also refuses: empty keys or tensor names, duplicate
+ *   keys or tensor names, nested arrays, unknown value or ggml types, a
+ *   `general.alignment` that is not a power of two, and tensors whose data
+ *   overlap.
+ *
  * Ownership
  *   struct gguf_file owns the mapping and a small index (allocated once at
  *   open). Every pointer returned by an accessor (strings, arrays, tensor
@@ -85,7 +93,8 @@ struct gguf_str {
 /* One metadata key/value. For scalars `data` points at the little-endian
  * value; for strings use `str`; for arrays `arr_type`, `arr_len` and `data`
  * (the first element) describe it — arrays of strings are read through
- * gguf_kv_arr_str(). Nested arrays are refused at open. */
+ * gguf_kv_arr_str(). Nested arrays are refused at open. For a string value
+ * `data` equals `str.ptr`. */
 struct gguf_kv {
     struct gguf_str key;
     enum gguf_type type;
@@ -93,6 +102,10 @@ struct gguf_kv {
     enum gguf_type arr_type;    /* type == ARRAY */
     uint64_t arr_len;           /* type == ARRAY */
     const uint8_t *data;
+    /* Arrays of strings: byte offset from `data` of each element's length
+     * prefix, built at open so gguf_kv_arr_str() is O(1). Owned by the
+     * gguf_file; NULL otherwise. */
+    const uint64_t *arr_str_off;
 };
 
 struct gguf_tensor {
@@ -102,7 +115,10 @@ struct gguf_tensor {
     enum ggml_type type;
     uint64_t n_elements;
     uint64_t n_bytes;
-    const void *data;           /* aligned, inside the mapping */
+    /* Inside the mapping, at a multiple of gguf_alignment() from the start
+     * of the file: aligned in memory for gguf_open() (page-aligned mapping),
+     * and for gguf_open_memory() when the caller's buffer is so aligned. */
+    const void *data;
 };
 
 struct gguf_file;
@@ -139,16 +155,20 @@ bool gguf_get_bool(const struct gguf_file *f, const char *key, bool *out,
                    struct err *e);
 bool gguf_get_str(const struct gguf_file *f, const char *key,
                   struct gguf_str *out, struct err *e);
-/* An array of the given element type (any element type for GGUF_TYPE_ARRAY
- * is not allowed). *out points at the kv. */
+/* An array whose elements have type elem_type (ERR_CORRUPT when the key is
+ * not such an array). elem_type GGUF_TYPE_ARRAY is refused with ERR_INVALID:
+ * nested arrays never pass open. *out points at the kv. */
 bool gguf_get_arr(const struct gguf_file *f, const char *key,
                   enum gguf_type elem_type, const struct gguf_kv **out,
                   struct err *e);
 
-/* Element i of a string array (i < arr_len; validated at open). */
+/* Element i of a string array (i < arr_len; validated at open). Out of range
+ * or not a string array: an empty string (ptr "", len 0). */
 struct gguf_str gguf_kv_arr_str(const struct gguf_kv *kv, uint64_t i);
-/* Element i of a numeric array as the requested C type (the caller checked
- * arr_type). */
+/* Element i of a numeric array converted to the requested C type (the caller
+ * checked arr_type; a value out of the type's range is converted as C casts
+ * do). Out of range i or a non-numeric array: 0. Never reads outside the
+ * array. */
 float gguf_kv_arr_f32(const struct gguf_kv *kv, uint64_t i);
 int32_t gguf_kv_arr_i32(const struct gguf_kv *kv, uint64_t i);
 uint32_t gguf_kv_arr_u32(const struct gguf_kv *kv, uint64_t i);
@@ -159,11 +179,18 @@ const struct gguf_tensor *gguf_tensor_at(const struct gguf_file *f, uint64_t i);
 /* NULL when absent. */
 const struct gguf_tensor *gguf_tensor_find(const struct gguf_file *f,
                                            const char *name);
+/* Byte offset of the tensor's data from the start of the file. */
+uint64_t gguf_tensor_file_offset(const struct gguf_file *f,
+                                 const struct gguf_tensor *t);
 
 /* --- ggml type facts --- */
 const char *ggml_type_name(enum ggml_type t);      /* "q8_0", NULL if unknown */
 uint32_t ggml_type_block_elems(enum ggml_type t);  /* elements per block, 0 if unknown */
 uint32_t ggml_type_block_bytes(enum ggml_type t);  /* bytes per block, 0 if unknown */
+
+/* Stable lower-case name of a metadata value type ("u32", "string",
+ * "array"); NULL if unknown. */
+const char *gguf_type_name(enum gguf_type t);
 
 /* True when the string equals the C string s. */
 bool gguf_str_eq(struct gguf_str a, const char *s);
