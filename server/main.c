@@ -87,6 +87,7 @@ static const struct command commands[] = {
     {"serve", cmd_serve, "run the daemon (maasd serve --help lists every setting)"},
     {"migrate", cmd_migrate, "apply pending database migrations [--db PATH] [--dry-run]"},
     {"version", cmd_version, "print version, commit and build flags"},
+    {"inspect", cmd_inspect, "print a GGUF file's metadata and tensor table [--full] PATH"},
 };
 
 static void usage(FILE *out)
