@@ -90,10 +90,61 @@ static void test_inspect(void **state)
     free(out);
 }
 
+static void test_tokenize(void **state)
+{
+    (void)state;
+    /* A vocabulary-only file: SPM, BOS 1, a control token. */
+    const char *toks[] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81" "a", "a", "\xe2\x96\x81",
+                          "<|x|>", "<0x0A>"};
+    int32_t types[] = {2, 3, 3, 1, 1, 1, 3, 6};
+    struct test_gguf *w = test_gguf_new(3);
+    test_gguf_str(w, "tokenizer.ggml.model", "llama");
+    test_gguf_arr_str(w, "tokenizer.ggml.tokens", toks, NULL, 8);
+    test_gguf_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, types, 8);
+    size_t len;
+    uint8_t *buf = test_gguf_finish(w, &len);
+    char path[4300];
+    snprintf(path, sizeof path, "%s/vocab.gguf", test_tmpdir());
+    assert_true(test_gguf_save(buf, len, path));
+    free(buf);
+
+    char *out;
+    const char *ids[] = {"--model", path, "--ids", "a a"};
+    assert_int_equal(run_captured(cmd_tokenize, 4, ids, &out), 0);
+    assert_string_equal(out, "1 3 3\n");
+    free(out);
+
+    const char *lines[] = {"--model", path, "a\n"};
+    assert_int_equal(run_captured(cmd_tokenize, 3, lines, &out), 0);
+    assert_string_equal(out, "1\t<s>\n3\t a\n7\t\\n\n");
+    free(out);
+
+    const char *special[] = {"--model", path, "--special", "--no-bos", "--ids", "<|x|>a"};
+    assert_int_equal(run_captured(cmd_tokenize, 6, special, &out), 0);
+    assert_string_equal(out, "6 3\n");
+    free(out);
+
+    const char *plain[] = {"--model", path, "--no-bos", "--ids", "<|x|>"};
+    assert_int_equal(run_captured(cmd_tokenize, 5, plain, &out), 0);
+    assert_null(strstr(out, "6"));
+    free(out);
+
+    const char *bad[] = {"--model", "/nonexistent.gguf", "a"};
+    assert_int_equal(run_captured(cmd_tokenize, 3, bad, &out), 1);
+    assert_non_null(strstr(out, "maasd: cannot open /nonexistent.gguf"));
+    free(out);
+
+    const char *missing[] = {"--ids", "a"};
+    assert_int_equal(run_captured(cmd_tokenize, 2, missing, &out), 2);
+    assert_non_null(strstr(out, "usage"));
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_inspect),
+        cmocka_unit_test(test_tokenize),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
