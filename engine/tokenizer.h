@@ -15,7 +15,9 @@
  *     decodes as a space, as with SentencePiece.)
  *   - Byte-level BPE (`gpt2`): the text is split by the pre-tokenizer named in
  *     `tokenizer.ggml.pre` (PCRE2, Unicode properties), each piece is mapped
- *     through GPT-2's byte-to-unicode table and merged by `merges` rank.
+ *     through GPT-2's byte-to-unicode table and merged by `merges` rank
+ *     (a byte the vocabulary has no token for is dropped, as in llama.cpp;
+ *     falcon's, mpt's and starcoder's vocabularies lack a few).
  *     Supported pre-tokenizers: default (also when the key is absent),
  *     gpt-2 (and phi-2, roberta-bpe, jina-*), llama3 (llama-v3, llama-bpe,
  *     falcon3, dbrx, smaug-bpe, chatglm-bpe, glm4), qwen2 (deepseek-r1-qwen,
