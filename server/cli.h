@@ -17,4 +17,8 @@ int cli_fail(const struct err *e);
  * default (data/maasd.db). */
 bool cli_db_path(const char *flag, char *out, size_t size, struct err *e);
 
+/* Subcommands implemented in their own files (server/cmd_*.c). */
+int cmd_inspect(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+
 #endif

@@ -87,6 +87,8 @@ static const struct command commands[] = {
     {"serve", cmd_serve, "run the daemon (maasd serve --help lists every setting)"},
     {"migrate", cmd_migrate, "apply pending database migrations [--db PATH] [--dry-run]"},
     {"version", cmd_version, "print version, commit and build flags"},
+    {"inspect", cmd_inspect, "print a GGUF file's metadata and tensor table [--full] PATH"},
+    {"tokenize", cmd_tokenize, "tokenize text: --model PATH [--ids] [--special] [--no-bos] TEXT|-"},
 };
 
 static void usage(FILE *out)
