@@ -539,33 +539,36 @@ static void quantize_q8_k(const float *x, uint32_t k, uint8_t *row)
     }
 }
 
+void kernels_act_convert_row(struct kernels_act *a, uint32_t r, const float *xr)
+{
+    uint8_t *row = a->data + (size_t)r * a->row_bytes;
+    float *f = (float *)row;
+    switch (a->kind) {
+    case KERNELS_ACT_F32:
+        memcpy(f, xr, (size_t)a->n_in * 4);
+        break;
+    case KERNELS_ACT_F16:
+        for (uint32_t i = 0; i < a->n_in; i++)
+            f[i] = kernels_f16_to_f32(kernels_f32_to_f16(xr[i]));
+        break;
+    case KERNELS_ACT_BF16:
+        for (uint32_t i = 0; i < a->n_in; i++)
+            f[i] = kernels_bf16_to_f32(kernels_f32_to_bf16(xr[i]));
+        break;
+    case KERNELS_ACT_Q8_0:
+        quantize_q8_0(xr, a->n_in, row);
+        break;
+    case KERNELS_ACT_Q8_K:
+        quantize_q8_k(xr, a->n_in, row);
+        break;
+    }
+}
+
 void kernels_act_convert_rows(struct kernels_act *a, const float *x, size_t ldx, uint32_t r0,
                               uint32_t r1)
 {
-    for (uint32_t r = r0; r < r1 && r < a->n_rows; r++) {
-        const float *xr = x + (size_t)r * ldx;
-        uint8_t *row = a->data + (size_t)r * a->row_bytes;
-        float *f = (float *)row;
-        switch (a->kind) {
-        case KERNELS_ACT_F32:
-            memcpy(f, xr, (size_t)a->n_in * 4);
-            break;
-        case KERNELS_ACT_F16:
-            for (uint32_t i = 0; i < a->n_in; i++)
-                f[i] = kernels_f16_to_f32(kernels_f32_to_f16(xr[i]));
-            break;
-        case KERNELS_ACT_BF16:
-            for (uint32_t i = 0; i < a->n_in; i++)
-                f[i] = kernels_bf16_to_f32(kernels_f32_to_bf16(xr[i]));
-            break;
-        case KERNELS_ACT_Q8_0:
-            quantize_q8_0(xr, a->n_in, row);
-            break;
-        case KERNELS_ACT_Q8_K:
-            quantize_q8_k(xr, a->n_in, row);
-            break;
-        }
-    }
+    for (uint32_t r = r0; r < r1 && r < a->n_rows; r++)
+        kernels_act_convert_row(a, r, x + (size_t)r * ldx);
 }
 
 /* ---- scalar kernels: the reference arithmetic --------------------------------- */

@@ -1,10 +1,18 @@
-/* threadpool.c — see threadpool.h. */
+/* threadpool.c — see threadpool.h.
+ *
+ * A run is published as a generation number. Tasks are claimed from one
+ * 64-bit word holding (generation << 32 | next task) with compare-and-swap,
+ * so a worker that wakes up late — after the run it saw has ended, or even
+ * during a later run — can never claim a task that is not from the run whose
+ * job it read. The caller therefore waits only for tasks to complete, never
+ * for workers to wake up: a descheduled worker (the machine is shared) costs
+ * nothing unless it holds a task. */
 #include "engine/threadpool.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -13,10 +21,12 @@
 #include <time.h>
 #include <unistd.h>
 
-/* How long a waiting thread spins before it sleeps. A decode step's loops
+/* Waiting: spin with `pause` briefly, then yield the CPU between checks (a
+ * thread we wait for may need this core), then sleep. A decode step's loops
  * follow each other within microseconds, so workers rarely sleep while the
  * engine is busy; between requests they sleep and cost nothing. */
-#define SPIN_NS 200000
+#define SPIN_PAUSES 2000
+#define YIELD_NS 300000
 
 struct worker {
     pthread_t thread;
@@ -28,15 +38,15 @@ struct threadpool {
     int n_threads;
     struct worker *workers;       /* n_threads - 1 */
 
-    /* One run at a time: published before `generation` is bumped. */
-    threadpool_fn fn;
-    void *ctx;
-    int n_tasks;
+    /* The current job; written before `generation` is published. */
+    _Atomic(threadpool_fn) fn;
+    _Atomic(void *) ctx;
+    _Atomic uint32_t n_tasks;
 
+    _Atomic uint64_t claim;       /* generation << 32 | next task */
     _Atomic uint32_t generation;  /* futex word the workers wait on */
-    _Atomic int sleepers;         /* workers inside futex_wait */
-    _Atomic int next_task;
-    _Atomic uint32_t pending;     /* workers not done with this generation; futex word */
+    _Atomic uint32_t done;        /* tasks completed in this generation; futex word */
+    _Atomic int workers_sleeping;
     _Atomic int caller_sleeping;
     _Atomic bool stop;
 };
@@ -58,37 +68,48 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void run_tasks(struct threadpool *tp, int thread)
+/* Wait while *word == value; returns the new value. `sleeping` counts the
+ * threads inside futex_wait so that wakers only make the syscall when
+ * needed (seq-cst: either the waker sees the count or we see the change). */
+static uint32_t wait_while(_Atomic uint32_t *word, uint32_t value, _Atomic int *sleeping)
 {
+    uint32_t now;
+    for (int i = 0; i < SPIN_PAUSES; i++) {
+        if ((now = atomic_load(word)) != value)
+            return now;
+        __builtin_ia32_pause();
+    }
+    uint64_t start = now_ns();
     for (;;) {
-        int t = atomic_fetch_add_explicit(&tp->next_task, 1, memory_order_relaxed);
-        if (t >= tp->n_tasks)
-            return;
-        tp->fn(tp->ctx, t, thread);
+        if ((now = atomic_load(word)) != value)
+            return now;
+        if (now_ns() - start < YIELD_NS) {
+            sched_yield();
+            continue;
+        }
+        atomic_fetch_add(sleeping, 1);
+        if (atomic_load(word) == value)
+            futex_wait(word, value);
+        atomic_fetch_sub(sleeping, 1);
+        start = now_ns();
     }
 }
 
-/* Spin, then sleep, until *word differs from `value`; returns the new value. */
-static uint32_t wait_change(_Atomic uint32_t *word, uint32_t value, _Atomic int *sleep_flag)
+/* Claim and run tasks of generation `gen` until none is left. */
+static void run_tasks(struct threadpool *tp, uint32_t gen, threadpool_fn fn, void *ctx,
+                      uint32_t n_tasks, int thread)
 {
-    uint64_t start = 0;
-    for (unsigned spin = 0;; spin++) {
-        uint32_t now = atomic_load(word);
-        if (now != value)
-            return now;
-        if ((spin & 255) != 255) {
-            __builtin_ia32_pause();
+    uint64_t s = atomic_load(&tp->claim);
+    for (;;) {
+        if ((uint32_t)(s >> 32) != gen || (uint32_t)s >= n_tasks)
+            return;
+        if (!atomic_compare_exchange_weak(&tp->claim, &s, s + 1))
             continue;
-        }
-        uint64_t t = now_ns();
-        if (!start)
-            start = t;
-        if (t - start < SPIN_NS)
-            continue;
-        atomic_fetch_add(sleep_flag, 1);
-        if (atomic_load(word) == value)
-            futex_wait(word, value);
-        atomic_fetch_sub(sleep_flag, 1);
+        fn(ctx, (int)(uint32_t)s, thread);
+        uint32_t done = atomic_fetch_add(&tp->done, 1) + 1;
+        if (done == n_tasks && atomic_load(&tp->caller_sleeping))
+            futex_wake(&tp->done, 1);
+        s = atomic_load(&tp->claim);
     }
 }
 
@@ -98,14 +119,13 @@ static void *worker_main(void *arg)
     struct threadpool *tp = w->tp;
     uint32_t seen = 0;
     for (;;) {
-        seen = wait_change(&tp->generation, seen, &tp->sleepers);
+        seen = wait_while(&tp->generation, seen, &tp->workers_sleeping);
         if (atomic_load(&tp->stop))
             return NULL;
-        run_tasks(tp, w->id);
-        /* Seq-cst against the caller's increment of caller_sleeping in
-         * wait_change(): either it sees pending change or we see it asleep. */
-        if (atomic_fetch_sub(&tp->pending, 1) == 1 && atomic_load(&tp->caller_sleeping))
-            futex_wake(&tp->pending, 1);
+        /* The job may already be over, or replaced: run_tasks() only claims
+         * tasks of generation `seen`, whose job fields these are. */
+        run_tasks(tp, seen, atomic_load(&tp->fn), atomic_load(&tp->ctx), atomic_load(&tp->n_tasks),
+                  w->id);
     }
 }
 
@@ -176,18 +196,21 @@ void threadpool_run(struct threadpool *tp, threadpool_fn fn, void *ctx, int n_ta
             fn(ctx, t, 0);
         return;
     }
-    tp->fn = fn;
-    tp->ctx = ctx;
-    tp->n_tasks = n_tasks;
-    atomic_store(&tp->next_task, 0);
-    atomic_store(&tp->pending, (uint32_t)(tp->n_threads - 1));
-    atomic_fetch_add(&tp->generation, 1);
-    if (atomic_load(&tp->sleepers) > 0)
+    uint32_t gen = atomic_load(&tp->generation) + 1;
+    if (gen == 0) /* 0 is what a new worker has "seen" */
+        gen = 1;
+    atomic_store(&tp->fn, fn);
+    atomic_store(&tp->ctx, ctx);
+    atomic_store(&tp->n_tasks, (uint32_t)n_tasks);
+    atomic_store(&tp->done, 0);
+    atomic_store(&tp->claim, (uint64_t)gen << 32);
+    atomic_store(&tp->generation, gen);
+    if (atomic_load(&tp->workers_sleeping) > 0)
         futex_wake(&tp->generation, INT_MAX);
 
-    run_tasks(tp, 0);
+    run_tasks(tp, gen, fn, ctx, (uint32_t)n_tasks, 0);
 
-    uint32_t p;
-    while ((p = atomic_load(&tp->pending)) != 0)
-        wait_change(&tp->pending, p, &tp->caller_sleeping);
+    uint32_t d;
+    while ((d = atomic_load(&tp->done)) != (uint32_t)n_tasks)
+        wait_while(&tp->done, d, &tp->caller_sleeping);
 }
