@@ -1,0 +1,556 @@
+/* kernels_avx512.c — AVX-512 (F/BW/VL/DQ) + VNNI kernels. Only called after
+ * kernels_isa_best() found these features; every product reproduces the
+ * scalar reference of kernels.c bit for bit (see kernels.h).
+ *
+ * One zmm register holds 16 output columns (a packed group). Tiles of MR
+ * activation rows x NG groups keep MR*NG accumulators in registers so each
+ * weight vector loaded is used MR times and each activation broadcast NG
+ * times. Tile sizes are template parameters (always_inline + constant
+ * arguments): the per-element arithmetic does not depend on them. */
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c")
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "engine/kernels_internal.h"
+
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE int32_t ld32(const void *p)
+{
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+INLINE __mmask16 cols_mask(uint32_t cols)
+{
+    return (__mmask16)((1u << cols) - 1);
+}
+
+INLINE void store_acc(float *y, __m512 v, uint32_t cols)
+{
+    if (cols == 16)
+        _mm512_storeu_ps(y, v);
+    else
+        _mm512_mask_storeu_ps(y, cols_mask(cols), v);
+}
+
+/* ---- F32 / F16 / BF16 ----------------------------------------------------- */
+
+enum { T_F32, T_F16, T_BF16 };
+
+INLINE __m512 load_w(const int T, const uint8_t *W, size_t i)
+{
+    if (T == T_F32)
+        return _mm512_load_ps((const float *)(W + i * 64));
+    __m256i h = _mm256_load_si256((const __m256i *)(W + i * 32));
+    if (T == T_F16)
+        return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* Rows m0..m0+MR-1, groups g..g+NG-1, inputs [k0, k1): acc = fma(x, w, acc),
+ * continuing from y when `first` is false (K-chunking stores exact floats, so
+ * it does not change the result). */
+INLINE void float_tile(const int T, const int MR, const int NG, const struct kernels_matrix *w,
+                       const struct kernels_act *a, uint32_t g, uint32_t m0, uint32_t k0,
+                       uint32_t k1, bool first, float *y, size_t ldy)
+{
+    const uint8_t *W[4];
+    uint32_t cols[4];
+    for (int j = 0; j < NG; j++) {
+        W[j] = w->data + (size_t)(g + j) * w->group_bytes;
+        cols[j] = kernels_group_cols(w, g + j);
+    }
+    const float *X[6];
+    for (int m = 0; m < MR; m++)
+        X[m] = (const float *)(a->data + (size_t)(m0 + m) * a->row_bytes);
+    __m512 acc[6][4];
+    for (int m = 0; m < MR; m++)
+        for (int j = 0; j < NG; j++)
+            acc[m][j] = first ? _mm512_setzero_ps()
+                              : _mm512_maskz_loadu_ps(cols_mask(cols[j]),
+                                                      y + (size_t)(m0 + m) * ldy + (g + j) * 16);
+    for (uint32_t i = k0; i < k1; i++) {
+        __m512 wv[4];
+#pragma GCC unroll 8
+        for (int j = 0; j < NG; j++)
+            wv[j] = load_w(T, W[j], i);
+#pragma GCC unroll 8
+        for (int m = 0; m < MR; m++) {
+            __m512 av = _mm512_set1_ps(X[m][i]);
+#pragma GCC unroll 8
+            for (int j = 0; j < NG; j++)
+                acc[m][j] = _mm512_fmadd_ps(av, wv[j], acc[m][j]);
+        }
+    }
+    for (int m = 0; m < MR; m++)
+        for (int j = 0; j < NG; j++)
+            store_acc(y + (size_t)(m0 + m) * ldy + (g + j) * 16, acc[m][j], cols[j]);
+}
+
+#define FLOAT_MR 6
+#define FLOAT_NG 4
+#define FLOAT_KC 512
+
+#define FT_CASE(T, MR, NG)                                                      \
+    case (MR) * 8 + (NG):                                                       \
+        float_tile(T, MR, NG, w, a, g, m0, k0, k1, first, y, ldy);              \
+        break;
+#define FT_ROW(T, MR) FT_CASE(T, MR, 1) FT_CASE(T, MR, 2) FT_CASE(T, MR, 3) FT_CASE(T, MR, 4)
+
+INLINE void mm_float(const int T, const struct kernels_matrix *w, const struct kernels_act *a,
+                     float *y, size_t ldy, uint32_t g0, uint32_t g1)
+{
+    const uint32_t M = a->n_rows, K = w->n_in;
+    /* Chunk K only when weights are reused across several row tiles: it
+     * keeps the rows' slice of x in L1. */
+    const uint32_t kc = M <= FLOAT_MR ? K : FLOAT_KC;
+    for (uint32_t k0 = 0; k0 < K; k0 += kc) {
+        uint32_t k1 = K - k0 < kc ? K : k0 + kc;
+        bool first = k0 == 0;
+        for (uint32_t g = g0; g < g1; g += FLOAT_NG) {
+            uint32_t ng = g1 - g < FLOAT_NG ? g1 - g : FLOAT_NG;
+            for (uint32_t m0 = 0; m0 < M; m0 += FLOAT_MR) {
+                uint32_t mr = M - m0 < FLOAT_MR ? M - m0 : FLOAT_MR;
+                switch (mr * 8 + ng) {
+                    FT_ROW(T, 1) FT_ROW(T, 2) FT_ROW(T, 3) FT_ROW(T, 4) FT_ROW(T, 5) FT_ROW(T, 6)
+                }
+            }
+        }
+    }
+}
+
+static void mm_f32(const struct kernels_matrix *w, const struct kernels_act *a, float *y,
+                   size_t ldy, uint32_t g0, uint32_t g1)
+{
+    mm_float(T_F32, w, a, y, ldy, g0, g1);
+}
+
+static void mm_f16(const struct kernels_matrix *w, const struct kernels_act *a, float *y,
+                   size_t ldy, uint32_t g0, uint32_t g1)
+{
+    mm_float(T_F16, w, a, y, ldy, g0, g1);
+}
+
+static void mm_bf16(const struct kernels_matrix *w, const struct kernels_act *a, float *y,
+                    size_t ldy, uint32_t g0, uint32_t g1)
+{
+    mm_float(T_BF16, w, a, y, ldy, g0, g1);
+}
+
+/* ---- Q8_0 / Q4_0 ---------------------------------------------------------- */
+
+/* Weights are unsigned (Q8_0 stored as q+128, Q4_0 nibbles 0..15), the
+ * activations signed: vpdpbusd's operand order. The bias (128 or 8) times the
+ * block's activation sum is subtracted by starting the integer accumulator
+ * at -bias*sum, so the block sum is exact. */
+INLINE void q8_tile(const bool Q4, const int MR, const int NG, const struct kernels_matrix *w,
+                    const struct kernels_act *a, uint32_t g, uint32_t m0, float *y, size_t ldy)
+{
+    const uint32_t K = w->n_in, nb = K / KQ_BLOCK;
+    const size_t soff = Q4 ? kq4_0_scales_off(K) : kq8_0_scales_off(K);
+    const size_t bstride = Q4 ? 256 : 512;
+    const uint8_t *W[4];
+    uint32_t cols[4];
+    for (int j = 0; j < NG; j++) {
+        W[j] = w->data + (size_t)(g + j) * w->group_bytes;
+        cols[j] = kernels_group_cols(w, g + j);
+    }
+    const int8_t *X[4];
+    const float *D[4];
+    const int32_t *SUM[4];
+    for (int m = 0; m < MR; m++) {
+        const uint8_t *row = a->data + (size_t)(m0 + m) * a->row_bytes;
+        X[m] = (const int8_t *)row;
+        D[m] = (const float *)(row + kq8_d_off(K));
+        SUM[m] = (const int32_t *)(row + kq8_s_off(K));
+    }
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    __m512 acc[6][4];
+    for (int m = 0; m < MR; m++)
+        for (int j = 0; j < NG; j++)
+            acc[m][j] = _mm512_setzero_ps();
+    for (uint32_t b = 0; b < nb; b++) {
+        __m512i ia[4][4];
+#pragma GCC unroll 8
+        for (int m = 0; m < MR; m++) {
+            __m512i c = _mm512_set1_epi32(SUM[m][b] * (Q4 ? -8 : -128));
+#pragma GCC unroll 8
+            for (int j = 0; j < NG; j++)
+                ia[m][j] = c;
+        }
+        if (!Q4) {
+#pragma GCC unroll 8
+            for (int c = 0; c < 8; c++) {
+                __m512i wv[4];
+#pragma GCC unroll 8
+                for (int j = 0; j < NG; j++)
+                    wv[j] = _mm512_load_si512(W[j] + (size_t)b * bstride + c * 64);
+#pragma GCC unroll 8
+                for (int m = 0; m < MR; m++) {
+                    __m512i av = _mm512_set1_epi32(ld32(X[m] + b * 32 + c * 4));
+#pragma GCC unroll 8
+                    for (int j = 0; j < NG; j++)
+                        ia[m][j] = _mm512_dpbusd_epi32(ia[m][j], wv[j], av);
+                }
+            }
+        } else {
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) {
+                __m512i lo[4], hi[4];
+#pragma GCC unroll 8
+                for (int j = 0; j < NG; j++) {
+                    __m512i v = _mm512_load_si512(W[j] + (size_t)b * bstride + c * 64);
+                    lo[j] = _mm512_and_si512(v, low4);
+                    hi[j] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+                }
+#pragma GCC unroll 8
+                for (int m = 0; m < MR; m++) {
+                    __m512i al = _mm512_set1_epi32(ld32(X[m] + b * 32 + c * 8));
+                    __m512i ah = _mm512_set1_epi32(ld32(X[m] + b * 32 + c * 8 + 4));
+#pragma GCC unroll 8
+                    for (int j = 0; j < NG; j++) {
+                        ia[m][j] = _mm512_dpbusd_epi32(ia[m][j], lo[j], al);
+                        ia[m][j] = _mm512_dpbusd_epi32(ia[m][j], hi[j], ah);
+                    }
+                }
+            }
+        }
+        __m512 dw[4];
+#pragma GCC unroll 8
+        for (int j = 0; j < NG; j++)
+            dw[j] = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(W[j] + soff + (size_t)b * 32)));
+#pragma GCC unroll 8
+        for (int m = 0; m < MR; m++) {
+            __m512 dm = _mm512_set1_ps(D[m][b]);
+#pragma GCC unroll 8
+            for (int j = 0; j < NG; j++)
+                acc[m][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[m][j]), _mm512_mul_ps(dw[j], dm),
+                                            acc[m][j]);
+        }
+    }
+    for (int m = 0; m < MR; m++)
+        for (int j = 0; j < NG; j++)
+            store_acc(y + (size_t)(m0 + m) * ldy + (g + j) * 16, acc[m][j], cols[j]);
+}
+
+#define Q8_MR 4
+#define Q8_NG 3
+
+#define Q8_CASE(Q4, MR, NG)                                                     \
+    case (MR) * 8 + (NG):                                                       \
+        q8_tile(Q4, MR, NG, w, a, g, m0, y, ldy);                               \
+        break;
+#define Q8_ROW(Q4, MR) Q8_CASE(Q4, MR, 1) Q8_CASE(Q4, MR, 2) Q8_CASE(Q4, MR, 3) Q8_CASE(Q4, MR, 4)
+
+INLINE void mm_q8(const bool Q4, const struct kernels_matrix *w, const struct kernels_act *a,
+                  float *y, size_t ldy, uint32_t g0, uint32_t g1)
+{
+    const uint32_t M = a->n_rows;
+    /* Few rows: memory-bound, more groups in flight. Many rows: reuse. */
+    const uint32_t ngmax = M < Q8_MR ? 4 : Q8_NG;
+    for (uint32_t g = g0; g < g1; g += ngmax) {
+        uint32_t ng = g1 - g < ngmax ? g1 - g : ngmax;
+        for (uint32_t m0 = 0; m0 < M; m0 += Q8_MR) {
+            uint32_t mr = M - m0 < Q8_MR ? M - m0 : Q8_MR;
+            switch (mr * 8 + ng) {
+                Q8_ROW(Q4, 1) Q8_ROW(Q4, 2) Q8_ROW(Q4, 3) Q8_ROW(Q4, 4)
+            }
+        }
+    }
+}
+
+static void mm_q8_0(const struct kernels_matrix *w, const struct kernels_act *a, float *y,
+                    size_t ldy, uint32_t g0, uint32_t g1)
+{
+    mm_q8(false, w, a, y, ldy, g0, g1);
+}
+
+static void mm_q4_0(const struct kernels_matrix *w, const struct kernels_act *a, float *y,
+                    size_t ldy, uint32_t g0, uint32_t g1)
+{
+    mm_q8(true, w, a, y, ldy, g0, g1);
+}
+
+/* ---- Q4_K ----------------------------------------------------------------- */
+
+INLINE void q4k_tile(const int MR, const struct kernels_matrix *w, const struct kernels_act *a,
+                     uint32_t g, uint32_t m0, float *y, size_t ldy)
+{
+    const uint32_t K = w->n_in;
+    const uint8_t *W = w->data + (size_t)g * w->group_bytes;
+    const uint32_t cols = kernels_group_cols(w, g);
+    const int8_t *X[4];
+    const float *D[4];
+    const int16_t *S32[4];
+    for (int m = 0; m < MR; m++) {
+        const uint8_t *row = a->data + (size_t)(m0 + m) * a->row_bytes;
+        X[m] = (const int8_t *)row;
+        D[m] = (const float *)(row + kq8_d_off(K));
+        S32[m] = (const int16_t *)(row + kq8k_s32_off(K));
+    }
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    __m512 acc[4];
+    for (int m = 0; m < MR; m++)
+        acc[m] = _mm512_setzero_ps();
+    for (uint32_t s = 0; s < K / KQ_SUPER; s++) {
+        const uint8_t *sb = W + (size_t)s * Q4K_SB_BYTES;
+        __m512i isum[4];
+        for (int m = 0; m < MR; m++)
+            isum[m] = _mm512_setzero_si512();
+        for (int j = 0; j < 8; j++) {
+            __m512i ij[4];
+            for (int m = 0; m < MR; m++)
+                ij[m] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) {
+                __m512i v = _mm512_load_si512(sb + j * 256 + c * 64);
+                __m512i lo = _mm512_and_si512(v, low4);
+                __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+#pragma GCC unroll 8
+                for (int m = 0; m < MR; m++) {
+                    const int8_t *xq = X[m] + s * KQ_SUPER + j * 32 + c * 8;
+                    ij[m] = _mm512_dpbusd_epi32(ij[m], lo, _mm512_set1_epi32(ld32(xq)));
+                    ij[m] = _mm512_dpbusd_epi32(ij[m], hi, _mm512_set1_epi32(ld32(xq + 4)));
+                }
+            }
+            __m512i sc = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(sb + 2048 + j * 16)));
+            for (int m = 0; m < MR; m++)
+                isum[m] = _mm512_add_epi32(isum[m], _mm512_mullo_epi32(ij[m], sc));
+        }
+        __m512i msum[4];
+        for (int m = 0; m < MR; m++)
+            msum[m] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; p++) {
+            __m512i mn = _mm512_cvtepu8_epi16(_mm256_load_si256((const __m256i *)(sb + 2176 + p * 32)));
+            for (int m = 0; m < MR; m++)
+                msum[m] = _mm512_dpwssd_epi32(msum[m], mn,
+                                              _mm512_set1_epi32(ld32(S32[m] + s * 8 + 2 * p)));
+        }
+        __m512 dd = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(sb + 2304)));
+        __m512 dmin = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(sb + 2336)));
+        for (int m = 0; m < MR; m++) {
+            __m512 dm = _mm512_set1_ps(D[m][s]);
+            acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[m]), _mm512_mul_ps(dd, dm), acc[m]);
+            acc[m] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum[m]), _mm512_mul_ps(dmin, dm), acc[m]);
+        }
+    }
+    for (int m = 0; m < MR; m++)
+        store_acc(y + (size_t)(m0 + m) * ldy + g * 16, acc[m], cols);
+}
+
+/* ---- Q6_K ----------------------------------------------------------------- */
+
+INLINE void q6k_tile(const int MR, const struct kernels_matrix *w, const struct kernels_act *a,
+                     uint32_t g, uint32_t m0, float *y, size_t ldy)
+{
+    const uint32_t K = w->n_in;
+    const uint8_t *W = w->data + (size_t)g * w->group_bytes;
+    const uint8_t *DW = W + kq6_k_d_off(K);
+    const uint32_t cols = kernels_group_cols(w, g);
+    const int8_t *X[4];
+    const float *D[4];
+    const int32_t *S16[4];
+    for (int m = 0; m < MR; m++) {
+        const uint8_t *row = a->data + (size_t)(m0 + m) * a->row_bytes;
+        X[m] = (const int8_t *)row;
+        D[m] = (const float *)(row + kq8_d_off(K));
+        S16[m] = (const int32_t *)(row + kq8k_s16_off(K));
+    }
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    const __m512i m30 = _mm512_set1_epi8(0x30);
+    __m512 acc[4];
+    for (int m = 0; m < MR; m++)
+        acc[m] = _mm512_setzero_ps();
+    for (uint32_t s = 0; s < K / KQ_SUPER; s++) {
+        const uint8_t *sb = W + (size_t)s * Q6K_SB_BYTES;
+        __m512i isum[4];
+        for (int m = 0; m < MR; m++)
+            isum[m] = _mm512_setzero_si512();
+        for (int j = 0; j < 16; j++) {
+            const uint8_t *sub = sb + j * 192;
+            __m512i l0 = _mm512_load_si512(sub), l1 = _mm512_load_si512(sub + 64);
+            __m512i h = _mm512_load_si512(sub + 128);
+            __m512i q[4];
+            q[0] = _mm512_or_si512(_mm512_and_si512(l0, low4),
+                                   _mm512_and_si512(_mm512_slli_epi16(h, 4), m30));
+            q[1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l0, 4), low4),
+                                   _mm512_and_si512(_mm512_slli_epi16(h, 2), m30));
+            q[2] = _mm512_or_si512(_mm512_and_si512(l1, low4), _mm512_and_si512(h, m30));
+            q[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l1, 4), low4),
+                                   _mm512_and_si512(_mm512_srli_epi16(h, 2), m30));
+            __m512i sc = _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(sb + 3072 + j * 16)));
+#pragma GCC unroll 8
+            for (int m = 0; m < MR; m++) {
+                const int8_t *xq = X[m] + s * KQ_SUPER + j * 16;
+                __m512i ij = _mm512_set1_epi32(-32 * S16[m][s * 16 + j]);
+#pragma GCC unroll 4
+                for (int c = 0; c < 4; c++)
+                    ij = _mm512_dpbusd_epi32(ij, q[c], _mm512_set1_epi32(ld32(xq + 4 * c)));
+                isum[m] = _mm512_add_epi32(isum[m], _mm512_mullo_epi32(ij, sc));
+            }
+        }
+        __m512 dd = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(DW + (size_t)s * 32)));
+        for (int m = 0; m < MR; m++)
+            acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[m]),
+                                     _mm512_mul_ps(dd, _mm512_set1_ps(D[m][s])), acc[m]);
+    }
+    for (int m = 0; m < MR; m++)
+        store_acc(y + (size_t)(m0 + m) * ldy + g * 16, acc[m], cols);
+}
+
+#define KQ_MR 4
+
+static void mm_q4_k(const struct kernels_matrix *w, const struct kernels_act *a, float *y,
+                    size_t ldy, uint32_t g0, uint32_t g1)
+{
+    for (uint32_t g = g0; g < g1; g++)
+        for (uint32_t m0 = 0; m0 < a->n_rows; m0 += KQ_MR) {
+            switch (a->n_rows - m0 < KQ_MR ? a->n_rows - m0 : KQ_MR) {
+            case 1: q4k_tile(1, w, a, g, m0, y, ldy); break;
+            case 2: q4k_tile(2, w, a, g, m0, y, ldy); break;
+            case 3: q4k_tile(3, w, a, g, m0, y, ldy); break;
+            default: q4k_tile(4, w, a, g, m0, y, ldy); break;
+            }
+        }
+}
+
+static void mm_q6_k(const struct kernels_matrix *w, const struct kernels_act *a, float *y,
+                    size_t ldy, uint32_t g0, uint32_t g1)
+{
+    for (uint32_t g = g0; g < g1; g++)
+        for (uint32_t m0 = 0; m0 < a->n_rows; m0 += KQ_MR) {
+            switch (a->n_rows - m0 < KQ_MR ? a->n_rows - m0 : KQ_MR) {
+            case 1: q6k_tile(1, w, a, g, m0, y, ldy); break;
+            case 2: q6k_tile(2, w, a, g, m0, y, ldy); break;
+            case 3: q6k_tile(3, w, a, g, m0, y, ldy); break;
+            default: q6k_tile(4, w, a, g, m0, y, ldy); break;
+            }
+        }
+}
+
+kernels_mm_fn kernels_avx512_matmul(enum ggml_type t)
+{
+    switch (t) {
+    case GGML_TYPE_F32: return mm_f32;
+    case GGML_TYPE_F16: return mm_f16;
+    case GGML_TYPE_BF16: return mm_bf16;
+    case GGML_TYPE_Q8_0: return mm_q8_0;
+    case GGML_TYPE_Q4_0: return mm_q4_0;
+    case GGML_TYPE_Q4_K: return mm_q4_k;
+    case GGML_TYPE_Q6_K: return mm_q6_k;
+    default: return NULL;
+    }
+}
+
+/* ---- exp, SiLU, attention --------------------------------------------------- */
+
+/* e^x to about 1 ulp: x = n ln2 + r, |r| <= ln2/2, degree-6 Taylor
+ * polynomial for e^r, 2^n applied with scalef (which also saturates). */
+INLINE __m512 exp512(__m512 x)
+{
+    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.75f)), _mm512_set1_ps(-104.f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.442695041f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
+    __m512 p = _mm512_set1_ps(1.f / 720);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+    return _mm512_scalef_ps(p, n);
+}
+
+void kernels_avx512_silu_mul(float *gate, const float *up, uint32_t n)
+{
+    const __m512 one = _mm512_set1_ps(1.f);
+    for (uint32_t i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? 0xffff : cols_mask(n - i);
+        __m512 x = _mm512_maskz_loadu_ps(k, gate + i);
+        __m512 u = _mm512_maskz_loadu_ps(k, up + i);
+        __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), x));
+        __m512 s = _mm512_div_ps(x, _mm512_add_ps(one, e));
+        _mm512_mask_storeu_ps(gate + i, k, _mm512_mul_ps(s, u));
+    }
+}
+
+/* out[h] += p[t] * v[t] over all keys, head_dim in NV vectors (last masked). */
+INLINE void attn_values(const int NV, const struct kernels_attn *a, const float *p, float *out,
+                        uint32_t d0, __mmask16 last)
+{
+    const uint32_t bt = a->block_tokens, hd = a->head_dim;
+    __m512 acc[8];
+    for (int v = 0; v < NV; v++)
+        acc[v] = _mm512_setzero_ps();
+    for (uint32_t t = 0; t < a->n_keys; t++) {
+        const float *vr = a->base + (size_t)a->blocks[t / bt] * a->block_stride + a->v_off +
+                          (size_t)(t % bt) * hd + d0;
+        __m512 pv = _mm512_set1_ps(p[t]);
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) {
+            __mmask16 k = v == NV - 1 ? last : 0xffff;
+            acc[v] = _mm512_fmadd_ps(pv, _mm512_maskz_loadu_ps(k, vr + v * 16), acc[v]);
+        }
+    }
+    for (int v = 0; v < NV; v++)
+        _mm512_mask_storeu_ps(out + d0 + v * 16, v == NV - 1 ? last : 0xffff, acc[v]);
+}
+
+void kernels_avx512_attend(const struct kernels_attn *a)
+{
+    const uint32_t hd = a->head_dim, bt = a->block_tokens, nk = a->n_keys;
+    const __m512 scale = _mm512_set1_ps(a->scale);
+    for (uint32_t h = 0; h < a->n_rep; h++) {
+        const float *q = a->q + (size_t)h * hd;
+        float *sc = a->scores + (size_t)h * nk;
+        __m512 vmax = _mm512_set1_ps(-INFINITY);
+        for (uint32_t t0 = 0; t0 < nk; t0 += 16) {
+            __mmask16 k = nk - t0 >= 16 ? 0xffff : cols_mask(nk - t0);
+            const float *kt = a->base + (size_t)a->blocks[t0 / bt] * a->block_stride + a->k_off +
+                              t0 % bt;
+            __m512 acc = _mm512_setzero_ps();
+            for (uint32_t i = 0; i < hd; i++)
+                acc = _mm512_fmadd_ps(_mm512_set1_ps(q[i]), _mm512_loadu_ps(kt + (size_t)i * bt), acc);
+            acc = _mm512_mul_ps(acc, scale);
+            _mm512_mask_storeu_ps(sc + t0, k, acc);
+            vmax = _mm512_mask_max_ps(vmax, k, vmax, acc);
+        }
+        __m512 max = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+        double sum = 0;
+        for (uint32_t t0 = 0; t0 < nk; t0 += 16) {
+            __mmask16 k = nk - t0 >= 16 ? 0xffff : cols_mask(nk - t0);
+            __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, sc + t0), max));
+            e = _mm512_maskz_mov_ps(k, e);
+            _mm512_mask_storeu_ps(sc + t0, k, e);
+            sum += (double)_mm512_reduce_add_ps(e);
+        }
+        const __m512 inv = _mm512_set1_ps((float)(1.0 / sum));
+        for (uint32_t t0 = 0; t0 < nk; t0 += 16) {
+            __mmask16 k = nk - t0 >= 16 ? 0xffff : cols_mask(nk - t0);
+            _mm512_mask_storeu_ps(sc + t0, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, sc + t0), inv));
+        }
+        float *out = a->out + (size_t)h * hd;
+        for (uint32_t d0 = 0; d0 < hd; d0 += 128) {
+            uint32_t n = hd - d0 < 128 ? hd - d0 : 128;
+            uint32_t nv = (n + 15) / 16;
+            __mmask16 last = n % 16 ? cols_mask(n % 16) : 0xffff;
+            switch (nv) {
+            case 1: attn_values(1, a, sc, out, d0, last); break;
+            case 2: attn_values(2, a, sc, out, d0, last); break;
+            case 3: attn_values(3, a, sc, out, d0, last); break;
+            case 4: attn_values(4, a, sc, out, d0, last); break;
+            case 5: attn_values(5, a, sc, out, d0, last); break;
+            case 6: attn_values(6, a, sc, out, d0, last); break;
+            case 7: attn_values(7, a, sc, out, d0, last); break;
+            default: attn_values(8, a, sc, out, d0, last); break;
+            }
+        }
+    }
+}
