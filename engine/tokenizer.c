@@ -241,32 +241,47 @@ static size_t utf8_put(uint32_t cp, char *out)
     return 4;
 }
 
-/* Length of a valid UTF-8 sequence at p (strict: no overlongs, surrogates or
- * values past U+10FFFF), or 0 when the bytes there are not one. */
+/* What a lead byte announces under strict UTF-8 (no overlongs, surrogates
+ * or values past U+10FFFF): the sequence length and the range allowed for
+ * the second byte. False for bytes that cannot start a character. */
+static bool utf8_lead(unsigned char c, size_t *need, unsigned char *lo, unsigned char *hi)
+{
+    *lo = 0x80;
+    *hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) {
+        *need = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        *need = 3;
+        *lo = c == 0xe0 ? 0xa0 : 0x80;
+        *hi = c == 0xed ? 0x9f : 0xbf;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        *need = 4;
+        *lo = c == 0xf0 ? 0x90 : 0x80;
+        *hi = c == 0xf4 ? 0x8f : 0xbf;
+    } else {
+        return false;
+    }
+    return true;
+}
+
+/* Is byte d acceptable at position k (>= 1) of a sequence? */
+static bool utf8_cont_ok(unsigned char d, size_t k, unsigned char lo, unsigned char hi)
+{
+    return k == 1 ? d >= lo && d <= hi : d >= 0x80 && d <= 0xbf;
+}
+
+/* Length of a valid UTF-8 sequence at p, or 0 when the bytes there are not
+ * one. */
 static size_t utf8_valid_len(const unsigned char *p, size_t n)
 {
-    unsigned char c = p[0];
-    if (c < 0x80)
+    if (p[0] < 0x80)
         return 1;
     size_t need;
-    unsigned char lo = 0x80, hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf) {
-        need = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        need = 3;
-        lo = c == 0xe0 ? 0xa0 : 0x80;
-        hi = c == 0xed ? 0x9f : 0xbf;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        need = 4;
-        lo = c == 0xf0 ? 0x90 : 0x80;
-        hi = c == 0xf4 ? 0x8f : 0xbf;
-    } else {
+    unsigned char lo, hi;
+    if (!utf8_lead(p[0], &need, &lo, &hi) || n < need)
         return 0;
-    }
-    if (n < need || p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t k = 2; k < need; k++)
-        if (p[k] < 0x80 || p[k] > 0xbf)
+    for (size_t k = 1; k < need; k++)
+        if (!utf8_cont_ok(p[k], k, lo, hi))
             return 0;
     return need;
 }
@@ -1445,29 +1460,15 @@ static size_t stream_emit(struct tokenizer_stream *s, const unsigned char *p, si
             continue;
         }
         size_t need;
-        unsigned char lo = 0x80, hi = 0xbf;
-        if (c >= 0xc2 && c <= 0xdf) {
-            need = 2;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            need = 3;
-            lo = c == 0xe0 ? 0xa0 : 0x80;
-            hi = c == 0xed ? 0x9f : 0xbf;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            need = 4;
-            lo = c == 0xf0 ? 0x90 : 0x80;
-            hi = c == 0xf4 ? 0x8f : 0xbf;
-        } else {
+        unsigned char lo, hi;
+        if (!utf8_lead(c, &need, &lo, &hi)) {
             o += put_fffd(out + o);
             i++;
             continue;
         }
         size_t k = 1;
-        while (k < need && i + k < total) {
-            unsigned char d = AT(i + k);
-            if (d < (k == 1 ? lo : 0x80) || d > (k == 1 ? hi : 0xbf))
-                break;
+        while (k < need && i + k < total && utf8_cont_ok(AT(i + k), k, lo, hi))
             k++;
-        }
         if (k == need) {
             for (size_t j = 0; j < need; j++)
                 out[o++] = (char)AT(i + j);

@@ -861,6 +861,40 @@ static void test_concurrent_use(void **state)
     vocab_close(&v);
 }
 
+/* End-of-generation and control overrides found by text, on real
+ * vocabularies (llama.cpp's lists). */
+static void test_special_detection(void **state)
+{
+    (void)state;
+    const char *p = test_shared_path("tokenizers/ggml-vocab-deepseek-coder.gguf");
+    if (!p)
+        return;
+    struct vocab v = {0};
+    struct err e = {0};
+    if (!gguf_open(p, &v.g, &e) || !tokenizer_load(v.g, &v.t, &e))
+        fail_msg("%s", e.msg);
+    assert_int_equal(tokenizer_eot(v.t), 32014); /* <｜end▁of▁sentence｜> */
+    assert_true(tokenizer_is_eog(v.t, 32014));
+    assert_true(tokenizer_token_attr(v.t, 32015) & TOKENIZER_ATTR_CONTROL); /* fim hole */
+    assert_true(tokenizer_token_attr(v.t, 32019) & TOKENIZER_ATTR_USER_DEFINED); /* <|User|> */
+    assert_false(tokenizer_is_eog(v.t, 32019));
+    vocab_close(&v);
+
+    p = test_shared_path("tokenizers/ggml-vocab-starcoder.gguf");
+    if (!p)
+        return;
+    if (!gguf_open(p, &v.g, &e) || !tokenizer_load(v.g, &v.t, &e))
+        fail_msg("%s", e.msg);
+    assert_true(tokenizer_is_eog(v.t, 0));  /* <|endoftext|> */
+    assert_true(tokenizer_is_eog(v.t, 4));  /* <fim_pad> */
+    assert_false(tokenizer_is_eog(v.t, 1)); /* <fim_prefix> */
+    int32_t ids[8];
+    size_t n = encode(v.t, "<fim_prefix>x", TOKENIZER_PARSE_SPECIAL, ids, 8);
+    assert_true(n >= 2);
+    assert_int_equal(ids[0], 1);
+    vocab_close(&v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -875,6 +909,7 @@ int main(void)
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_vocab_quirks),
         cmocka_unit_test(test_concurrent_use),
+        cmocka_unit_test(test_special_detection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
