@@ -490,15 +490,16 @@ static bool load_scores_and_types(struct tokenizer *t, const struct gguf_file *g
 }
 
 /* Merges "first second" (split at the first space after position 0); the
- * first occurrence of a pair keeps its rank. */
+ * first occurrence of a pair keeps its rank. No merges key means no merges
+ * (llama.cpp refuses such a file; a tiny byte-only vocabulary, like the
+ * built-in demo model's, is still useful). */
 static bool load_merges(struct tokenizer *t, const struct gguf_file *g, struct err *e)
 {
     const struct gguf_kv *kv;
-    if (!gguf_get_arr(g, "tokenizer.ggml.merges", GGUF_TYPE_STRING, &kv, e)) {
-        if (e && e->code == ERR_NOT_FOUND)
-            e->code = ERR_CORRUPT;
+    if (!gguf_kv_find(g, "tokenizer.ggml.merges"))
+        return true;
+    if (!gguf_get_arr(g, "tokenizer.ggml.merges", GGUF_TYPE_STRING, &kv, e))
         return err_wrap(e, "BPE tokenizer");
-    }
     uint64_t total = 0;
     for (uint64_t i = 0; i < kv->arr_len; i++)
         total += gguf_kv_arr_str(kv, i).len;

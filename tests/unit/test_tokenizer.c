@@ -592,11 +592,14 @@ static void test_bpe_encode(void **state)
     assert_int_equal(tokenizer_eot(t), BPE_IM_END);
     vocab_close(&v);
 
-    /* The pre-tokenizer key may be missing (default) and merges may be
-     * empty: every byte is still a token. */
+    /* The pre-tokenizer key may be missing (default) and so may the merges:
+     * every byte is still a token. */
     bpe_vocab(&v, NULL, true);
     assert_string_equal(tokenizer_pre_name(v.t), "default");
     ASSERT_IDS(v.t, "hello", 0, BPE_HELL, 'o');
+    vocab_close(&v);
+    bpe_vocab(&v, "default", false); /* no merges key at all */
+    ASSERT_IDS(v.t, "hello", 0, 'h', 'e', 'l', 'l', 'o');
     vocab_close(&v);
     bpe_vocab(&v, "gpt-2", true);
     ASSERT_IDS(v.t, "hello  world", 0, BPE_HELL, 'o', ' ', BPE_GW, 'o', 'r', 'l', 'd');
@@ -734,6 +737,7 @@ static void test_load_errors(void **state)
     const char *merges[] = {"a b"};
     float scores2[] = {0, 0};
     float types_f[] = {1, 1, 1};
+    int32_t ints[] = {1, 2, 3};
 
     struct test_gguf *w = test_gguf_new(3);
     test_gguf_str(w, "general.architecture", "llama");
@@ -754,6 +758,7 @@ static void test_load_errors(void **state)
     w = test_gguf_new(3);
     test_gguf_str(w, "tokenizer.ggml.model", "gpt2");
     test_gguf_arr_str(w, "tokenizer.ggml.tokens", toks, NULL, 3);
+    test_gguf_arr(w, "tokenizer.ggml.merges", GGUF_TYPE_INT32, ints, 3); /* not strings */
     expect_load_error(w, ERR_CORRUPT, "tokenizer.ggml.merges", NULL);
 
     w = test_gguf_new(3);
