@@ -1022,6 +1022,16 @@ static bool partition_one(const struct tokenizer *t, const char *text, int32_t i
 static bool partition(const struct tokenizer *t, const char *text, size_t len, bool parse_special,
                       struct frags *f)
 {
+    /* Which byte pairs occur in the text: a special token whose first two
+     * bytes never do cannot match, and most vocabularies' thousands of
+     * specials are skipped without a scan. */
+    uint64_t *pairs = calloc(65536 / 64, sizeof *pairs);
+    if (!pairs)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned pair = (unsigned char)text[i] << 8 | (i + 1 < len ? (unsigned char)text[i + 1] : 0);
+        pairs[pair / 64] |= 1ull << (pair % 64);
+    }
     struct frags other = {0};
     bool ok = frags_push(f, 0, len, -1);
     for (uint32_t i = 0; ok && i < t->n_specials; i++) {
@@ -1029,12 +1039,19 @@ static bool partition(const struct tokenizer *t, const char *text, size_t len, b
         if (!parse_special &&
             (t->toks[id].attr & (TOKENIZER_ATTR_CONTROL | TOKENIZER_ATTR_UNKNOWN)))
             continue;
+        const unsigned char *st = (const unsigned char *)t->text + t->toks[id].off;
+        if (t->toks[id].len >= 2) {
+            unsigned pair = st[0] << 8 | st[1];
+            if (!(pairs[pair / 64] & 1ull << (pair % 64)))
+                continue;
+        }
         ok = partition_one(t, text, id, f, &other);
         struct frags tmp = *f;
         *f = other;
         other = tmp;
     }
     free(other.v);
+    free(pairs);
     return ok;
 }
 
