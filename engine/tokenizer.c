@@ -325,7 +325,26 @@ static int cp_to_byte(uint32_t cp)
     return -1;
 }
 
-/* Growable arrays for per-call scratch. */
+/* Grow the array whose pointer is at ptr_to_ptr (*cap elements of elem
+ * bytes) to hold at least need. The pointer is read and written with memcpy
+ * so any element type can share this without aliasing games. */
+static bool grow(void *ptr_to_ptr, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return true;
+    size_t c = *cap ? *cap : 64;
+    while (c < need)
+        c *= 2;
+    void *old;
+    memcpy(&old, ptr_to_ptr, sizeof old);
+    void *q = realloc(old, c * elem);
+    if (!q)
+        return false;
+    memcpy(ptr_to_ptr, &q, sizeof q);
+    *cap = c;
+    return true;
+}
+
 struct ids {
     int32_t *v;
     size_t n, cap;
@@ -333,30 +352,9 @@ struct ids {
 
 static bool ids_push(struct ids *a, int32_t id)
 {
-    if (a->n == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 64;
-        int32_t *v = realloc(a->v, cap * sizeof *v);
-        if (!v)
-            return false;
-        a->v = v;
-        a->cap = cap;
-    }
-    a->v[a->n++] = id;
-    return true;
-}
-
-static bool grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return true;
-    size_t c = *cap ? *cap : 64;
-    while (c < need)
-        c *= 2;
-    void *q = realloc(*p, c * elem);
-    if (!q)
+    if (!grow(&a->v, &a->cap, a->n + 1, sizeof *a->v))
         return false;
-    *p = q;
-    *cap = c;
+    a->v[a->n++] = id;
     return true;
 }
 
@@ -398,7 +396,7 @@ static int32_t merge_rank(const struct tokenizer *t, const char *l, size_t nl, c
 
 /* ---- loading ------------------------------------------------------------------------ */
 
-static bool nomem(struct err *e) { return err_set(e, ERR_NOMEM, "out of memory loading the tokenizer"); }
+static bool nomem(struct err *e) { return err_set(e, ERR_NOMEM, "tokenizer: out of memory"); }
 
 /* Copy the vocabulary strings into one arena and index them. Later
  * duplicates win the text -> id map, as in llama.cpp. */
@@ -976,7 +974,7 @@ struct frags {
 
 static bool frags_push(struct frags *f, size_t start, size_t len, int32_t id)
 {
-    if (!grow((void **)&f->v, &f->cap, f->n + 1, sizeof *f->v))
+    if (!grow(&f->v, &f->cap, f->n + 1, sizeof *f->v))
         return false;
     f->v[f->n++] = (struct frag){start, len, id};
     return true;
@@ -1092,7 +1090,7 @@ static bool bigram_before(const struct tokenizer *t, const struct bigram *a,
 
 static bool heap_push(struct session *s, struct bigram b)
 {
-    if (!grow((void **)&s->heap, &s->cap_heap, s->n_heap + 1, sizeof *s->heap))
+    if (!grow(&s->heap, &s->cap_heap, s->n_heap + 1, sizeof *s->heap))
         return false;
     size_t i = s->n_heap++;
     while (i > 0) {
@@ -1155,7 +1153,7 @@ static bool merge_all(struct session *s, const char *text, size_t n)
     s->text = text;
     s->n_syms = 0;
     s->n_heap = 0;
-    if (!grow((void **)&s->syms, &s->cap_syms, n, sizeof *s->syms))
+    if (!grow(&s->syms, &s->cap_syms, n, sizeof *s->syms))
         return false;
     for (size_t off = 0; off < n;) {
         size_t cl = utf8_lead_len((unsigned char)text[off]);
@@ -1191,7 +1189,7 @@ static bool spm_fragment(struct session *s, const char *text, size_t len, bool p
 {
     const struct tokenizer *t = s->t;
     /* Spaces become U+2581 (3 bytes). */
-    if (!grow((void **)work, work_cap, 3 * (len + 1), 1))
+    if (!grow(work, work_cap, 3 * (len + 1), 1))
         return false;
     char *w = *work;
     size_t n = 0;
@@ -1241,7 +1239,7 @@ struct spans {
 
 static bool spans_push(struct spans *a, size_t start, size_t len)
 {
-    if (!grow((void **)&a->v, &a->cap, a->n + 1, sizeof *a->v))
+    if (!grow(&a->v, &a->cap, a->n + 1, sizeof *a->v))
         return false;
     a->v[a->n++] = (struct span){start, len};
     return true;
@@ -1357,7 +1355,7 @@ static bool bpe_fragment(struct session *s, struct bpe_scratch *x, const char *t
     for (size_t i = 0; i < x->a.n; i++) {
         const unsigned char *p = (const unsigned char *)x->clean + x->a.v[i].start;
         size_t wn = 0, len_i = x->a.v[i].len;
-        if (!grow((void **)&x->word, &x->word_cap, 2 * len_i, 1))
+        if (!grow(&x->word, &x->word_cap, 2 * len_i, 1))
             return nomem(e);
         for (size_t j = 0; j < len_i; j++)
             wn += utf8_put(byte_to_cp(p[j]), x->word + wn);
@@ -1539,7 +1537,7 @@ bool tokenizer_decode(const struct tokenizer *t, const int32_t *ids, size_t n_id
     size_t step = tokenizer_stream_out_max(t), cap = 0, n = 0;
     char *buf = NULL;
     for (size_t i = 0; i <= n_ids; i++) {
-        if (!grow((void **)&buf, &cap, n + step + 1, 1)) {
+        if (!grow(&buf, &cap, n + step + 1, 1)) {
             free(buf);
             return err_set(e, ERR_NOMEM, "out of memory decoding %zu tokens", n_ids);
         }
