@@ -200,8 +200,8 @@ static void name_copy(struct gguf_str s, char *out, size_t size)
         memcpy(out + size - 4, "...", 4);
 }
 
-/* A file name or key for a message: printable, at most 80 characters. The
- * temporary lives until the end of the full expression that uses `.s`. */
+/* A key or tensor name for a message: printable, at most 80 characters.
+ * The temporary lives until the end of the full expression that uses `.s`. */
 struct shown {
     char s[84];
 };
@@ -216,8 +216,8 @@ static struct shown shown(struct gguf_str s)
 static bool corrupt_at(struct err *e, struct gguf_str who, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* ERR_CORRUPT with param = the key or tensor name (when there is one); the
- * message is prefixed by the caller's fmt, which names it again. */
+/* ERR_CORRUPT with param naming the key or tensor at fault (when there is
+ * one, made printable); the caller's message names it too. */
 static bool corrupt_at(struct err *e, struct gguf_str who, const char *fmt, ...)
 {
     if (!e)
