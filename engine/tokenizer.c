@@ -241,32 +241,47 @@ static size_t utf8_put(uint32_t cp, char *out)
     return 4;
 }
 
-/* Length of a valid UTF-8 sequence at p (strict: no overlongs, surrogates or
- * values past U+10FFFF), or 0 when the bytes there are not one. */
+/* What a lead byte announces under strict UTF-8 (no overlongs, surrogates
+ * or values past U+10FFFF): the sequence length and the range allowed for
+ * the second byte. False for bytes that cannot start a character. */
+static bool utf8_lead(unsigned char c, size_t *need, unsigned char *lo, unsigned char *hi)
+{
+    *lo = 0x80;
+    *hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) {
+        *need = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        *need = 3;
+        *lo = c == 0xe0 ? 0xa0 : 0x80;
+        *hi = c == 0xed ? 0x9f : 0xbf;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        *need = 4;
+        *lo = c == 0xf0 ? 0x90 : 0x80;
+        *hi = c == 0xf4 ? 0x8f : 0xbf;
+    } else {
+        return false;
+    }
+    return true;
+}
+
+/* Is byte d acceptable at position k (>= 1) of a sequence? */
+static bool utf8_cont_ok(unsigned char d, size_t k, unsigned char lo, unsigned char hi)
+{
+    return k == 1 ? d >= lo && d <= hi : d >= 0x80 && d <= 0xbf;
+}
+
+/* Length of a valid UTF-8 sequence at p, or 0 when the bytes there are not
+ * one. */
 static size_t utf8_valid_len(const unsigned char *p, size_t n)
 {
-    unsigned char c = p[0];
-    if (c < 0x80)
+    if (p[0] < 0x80)
         return 1;
     size_t need;
-    unsigned char lo = 0x80, hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf) {
-        need = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        need = 3;
-        lo = c == 0xe0 ? 0xa0 : 0x80;
-        hi = c == 0xed ? 0x9f : 0xbf;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        need = 4;
-        lo = c == 0xf0 ? 0x90 : 0x80;
-        hi = c == 0xf4 ? 0x8f : 0xbf;
-    } else {
+    unsigned char lo, hi;
+    if (!utf8_lead(p[0], &need, &lo, &hi) || n < need)
         return 0;
-    }
-    if (n < need || p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t k = 2; k < need; k++)
-        if (p[k] < 0x80 || p[k] > 0xbf)
+    for (size_t k = 1; k < need; k++)
+        if (!utf8_cont_ok(p[k], k, lo, hi))
             return 0;
     return need;
 }
@@ -310,7 +325,26 @@ static int cp_to_byte(uint32_t cp)
     return -1;
 }
 
-/* Growable arrays for per-call scratch. */
+/* Grow the array whose pointer is at ptr_to_ptr (*cap elements of elem
+ * bytes) to hold at least need. The pointer is read and written with memcpy
+ * so any element type can share this without aliasing games. */
+static bool grow(void *ptr_to_ptr, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return true;
+    size_t c = *cap ? *cap : 64;
+    while (c < need)
+        c *= 2;
+    void *old;
+    memcpy(&old, ptr_to_ptr, sizeof old);
+    void *q = realloc(old, c * elem);
+    if (!q)
+        return false;
+    memcpy(ptr_to_ptr, &q, sizeof q);
+    *cap = c;
+    return true;
+}
+
 struct ids {
     int32_t *v;
     size_t n, cap;
@@ -318,30 +352,9 @@ struct ids {
 
 static bool ids_push(struct ids *a, int32_t id)
 {
-    if (a->n == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 64;
-        int32_t *v = realloc(a->v, cap * sizeof *v);
-        if (!v)
-            return false;
-        a->v = v;
-        a->cap = cap;
-    }
-    a->v[a->n++] = id;
-    return true;
-}
-
-static bool grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return true;
-    size_t c = *cap ? *cap : 64;
-    while (c < need)
-        c *= 2;
-    void *q = realloc(*p, c * elem);
-    if (!q)
+    if (!grow(&a->v, &a->cap, a->n + 1, sizeof *a->v))
         return false;
-    *p = q;
-    *cap = c;
+    a->v[a->n++] = id;
     return true;
 }
 
@@ -383,7 +396,7 @@ static int32_t merge_rank(const struct tokenizer *t, const char *l, size_t nl, c
 
 /* ---- loading ------------------------------------------------------------------------ */
 
-static bool nomem(struct err *e) { return err_set(e, ERR_NOMEM, "out of memory loading the tokenizer"); }
+static bool nomem(struct err *e) { return err_set(e, ERR_NOMEM, "tokenizer: out of memory"); }
 
 /* Copy the vocabulary strings into one arena and index them. Later
  * duplicates win the text -> id map, as in llama.cpp. */
@@ -475,15 +488,16 @@ static bool load_scores_and_types(struct tokenizer *t, const struct gguf_file *g
 }
 
 /* Merges "first second" (split at the first space after position 0); the
- * first occurrence of a pair keeps its rank. */
+ * first occurrence of a pair keeps its rank. No merges key means no merges
+ * (llama.cpp refuses such a file; a tiny byte-only vocabulary, like the
+ * built-in demo model's, is still useful). */
 static bool load_merges(struct tokenizer *t, const struct gguf_file *g, struct err *e)
 {
     const struct gguf_kv *kv;
-    if (!gguf_get_arr(g, "tokenizer.ggml.merges", GGUF_TYPE_STRING, &kv, e)) {
-        if (e && e->code == ERR_NOT_FOUND)
-            e->code = ERR_CORRUPT;
+    if (!gguf_kv_find(g, "tokenizer.ggml.merges"))
+        return true;
+    if (!gguf_get_arr(g, "tokenizer.ggml.merges", GGUF_TYPE_STRING, &kv, e))
         return err_wrap(e, "BPE tokenizer");
-    }
     uint64_t total = 0;
     for (uint64_t i = 0; i < kv->arr_len; i++)
         total += gguf_kv_arr_str(kv, i).len;
@@ -960,7 +974,7 @@ struct frags {
 
 static bool frags_push(struct frags *f, size_t start, size_t len, int32_t id)
 {
-    if (!grow((void **)&f->v, &f->cap, f->n + 1, sizeof *f->v))
+    if (!grow(&f->v, &f->cap, f->n + 1, sizeof *f->v))
         return false;
     f->v[f->n++] = (struct frag){start, len, id};
     return true;
@@ -1006,6 +1020,16 @@ static bool partition_one(const struct tokenizer *t, const char *text, int32_t i
 static bool partition(const struct tokenizer *t, const char *text, size_t len, bool parse_special,
                       struct frags *f)
 {
+    /* Which byte pairs occur in the text: a special token whose first two
+     * bytes never do cannot match, and most vocabularies' thousands of
+     * specials are skipped without a scan. */
+    uint64_t *pairs = calloc(65536 / 64, sizeof *pairs);
+    if (!pairs)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned pair = (unsigned char)text[i] << 8 | (i + 1 < len ? (unsigned char)text[i + 1] : 0);
+        pairs[pair / 64] |= 1ull << (pair % 64);
+    }
     struct frags other = {0};
     bool ok = frags_push(f, 0, len, -1);
     for (uint32_t i = 0; ok && i < t->n_specials; i++) {
@@ -1013,12 +1037,19 @@ static bool partition(const struct tokenizer *t, const char *text, size_t len, b
         if (!parse_special &&
             (t->toks[id].attr & (TOKENIZER_ATTR_CONTROL | TOKENIZER_ATTR_UNKNOWN)))
             continue;
+        const unsigned char *st = (const unsigned char *)t->text + t->toks[id].off;
+        if (t->toks[id].len >= 2) {
+            unsigned pair = st[0] << 8 | st[1];
+            if (!(pairs[pair / 64] & 1ull << (pair % 64)))
+                continue;
+        }
         ok = partition_one(t, text, id, f, &other);
         struct frags tmp = *f;
         *f = other;
         other = tmp;
     }
     free(other.v);
+    free(pairs);
     return ok;
 }
 
@@ -1059,7 +1090,7 @@ static bool bigram_before(const struct tokenizer *t, const struct bigram *a,
 
 static bool heap_push(struct session *s, struct bigram b)
 {
-    if (!grow((void **)&s->heap, &s->cap_heap, s->n_heap + 1, sizeof *s->heap))
+    if (!grow(&s->heap, &s->cap_heap, s->n_heap + 1, sizeof *s->heap))
         return false;
     size_t i = s->n_heap++;
     while (i > 0) {
@@ -1122,7 +1153,7 @@ static bool merge_all(struct session *s, const char *text, size_t n)
     s->text = text;
     s->n_syms = 0;
     s->n_heap = 0;
-    if (!grow((void **)&s->syms, &s->cap_syms, n, sizeof *s->syms))
+    if (!grow(&s->syms, &s->cap_syms, n, sizeof *s->syms))
         return false;
     for (size_t off = 0; off < n;) {
         size_t cl = utf8_lead_len((unsigned char)text[off]);
@@ -1158,7 +1189,7 @@ static bool spm_fragment(struct session *s, const char *text, size_t len, bool p
 {
     const struct tokenizer *t = s->t;
     /* Spaces become U+2581 (3 bytes). */
-    if (!grow((void **)work, work_cap, 3 * (len + 1), 1))
+    if (!grow(work, work_cap, 3 * (len + 1), 1))
         return false;
     char *w = *work;
     size_t n = 0;
@@ -1208,7 +1239,7 @@ struct spans {
 
 static bool spans_push(struct spans *a, size_t start, size_t len)
 {
-    if (!grow((void **)&a->v, &a->cap, a->n + 1, sizeof *a->v))
+    if (!grow(&a->v, &a->cap, a->n + 1, sizeof *a->v))
         return false;
     a->v[a->n++] = (struct span){start, len};
     return true;
@@ -1324,7 +1355,7 @@ static bool bpe_fragment(struct session *s, struct bpe_scratch *x, const char *t
     for (size_t i = 0; i < x->a.n; i++) {
         const unsigned char *p = (const unsigned char *)x->clean + x->a.v[i].start;
         size_t wn = 0, len_i = x->a.v[i].len;
-        if (!grow((void **)&x->word, &x->word_cap, 2 * len_i, 1))
+        if (!grow(&x->word, &x->word_cap, 2 * len_i, 1))
             return nomem(e);
         for (size_t j = 0; j < len_i; j++)
             wn += utf8_put(byte_to_cp(p[j]), x->word + wn);
@@ -1445,29 +1476,15 @@ static size_t stream_emit(struct tokenizer_stream *s, const unsigned char *p, si
             continue;
         }
         size_t need;
-        unsigned char lo = 0x80, hi = 0xbf;
-        if (c >= 0xc2 && c <= 0xdf) {
-            need = 2;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            need = 3;
-            lo = c == 0xe0 ? 0xa0 : 0x80;
-            hi = c == 0xed ? 0x9f : 0xbf;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            need = 4;
-            lo = c == 0xf0 ? 0x90 : 0x80;
-            hi = c == 0xf4 ? 0x8f : 0xbf;
-        } else {
+        unsigned char lo, hi;
+        if (!utf8_lead(c, &need, &lo, &hi)) {
             o += put_fffd(out + o);
             i++;
             continue;
         }
         size_t k = 1;
-        while (k < need && i + k < total) {
-            unsigned char d = AT(i + k);
-            if (d < (k == 1 ? lo : 0x80) || d > (k == 1 ? hi : 0xbf))
-                break;
+        while (k < need && i + k < total && utf8_cont_ok(AT(i + k), k, lo, hi))
             k++;
-        }
         if (k == need) {
             for (size_t j = 0; j < need; j++)
                 out[o++] = (char)AT(i + j);
@@ -1520,7 +1537,7 @@ bool tokenizer_decode(const struct tokenizer *t, const int32_t *ids, size_t n_id
     size_t step = tokenizer_stream_out_max(t), cap = 0, n = 0;
     char *buf = NULL;
     for (size_t i = 0; i <= n_ids; i++) {
-        if (!grow((void **)&buf, &cap, n + step + 1, 1)) {
+        if (!grow(&buf, &cap, n + step + 1, 1)) {
             free(buf);
             return err_set(e, ERR_NOMEM, "out of memory decoding %zu tokens", n_ids);
         }

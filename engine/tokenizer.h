@@ -16,6 +16,7 @@
  *   - Byte-level BPE (`gpt2`): the text is split by the pre-tokenizer named in
  *     `tokenizer.ggml.pre` (PCRE2, Unicode properties), each piece is mapped
  *     through GPT-2's byte-to-unicode table and merged by `merges` rank
+ *     (no `merges` key: no merges, each byte its own token)
  *     (a byte the vocabulary has no token for is dropped, as in llama.cpp;
  *     falcon's, mpt's and starcoder's vocabularies lack a few).
  *     Supported pre-tokenizers: default (also when the key is absent),

@@ -77,16 +77,6 @@ static void print_scalar(FILE *out, enum gguf_type t, const uint8_t *p)
     }
 }
 
-static uint64_t scalar_bytes(enum gguf_type t)
-{
-    switch (t) {
-    case GGUF_TYPE_UINT8: case GGUF_TYPE_INT8: case GGUF_TYPE_BOOL: return 1;
-    case GGUF_TYPE_UINT16: case GGUF_TYPE_INT16: return 2;
-    case GGUF_TYPE_UINT32: case GGUF_TYPE_INT32: case GGUF_TYPE_FLOAT32: return 4;
-    default: return 8;
-    }
-}
-
 static void print_kv(FILE *out, const struct gguf_kv *kv, bool full)
 {
     fputs("  ", out);
@@ -100,7 +90,7 @@ static void print_kv(FILE *out, const struct gguf_kv *kv, bool full)
             if (kv->arr_type == GGUF_TYPE_STRING)
                 print_str(out, gguf_kv_arr_str(kv, i), full);
             else
-                print_scalar(out, kv->arr_type, kv->data + i * scalar_bytes(kv->arr_type));
+                print_scalar(out, kv->arr_type, kv->data + i * gguf_type_size(kv->arr_type));
         }
         fputs(n < kv->arr_len ? ", ...]\n" : "]\n", out);
         return;

@@ -592,11 +592,14 @@ static void test_bpe_encode(void **state)
     assert_int_equal(tokenizer_eot(t), BPE_IM_END);
     vocab_close(&v);
 
-    /* The pre-tokenizer key may be missing (default) and merges may be
-     * empty: every byte is still a token. */
+    /* The pre-tokenizer key may be missing (default) and so may the merges:
+     * every byte is still a token. */
     bpe_vocab(&v, NULL, true);
     assert_string_equal(tokenizer_pre_name(v.t), "default");
     ASSERT_IDS(v.t, "hello", 0, BPE_HELL, 'o');
+    vocab_close(&v);
+    bpe_vocab(&v, "default", false); /* no merges key at all */
+    ASSERT_IDS(v.t, "hello", 0, 'h', 'e', 'l', 'l', 'o');
     vocab_close(&v);
     bpe_vocab(&v, "gpt-2", true);
     ASSERT_IDS(v.t, "hello  world", 0, BPE_HELL, 'o', ' ', BPE_GW, 'o', 'r', 'l', 'd');
@@ -734,6 +737,7 @@ static void test_load_errors(void **state)
     const char *merges[] = {"a b"};
     float scores2[] = {0, 0};
     float types_f[] = {1, 1, 1};
+    int32_t ints[] = {1, 2, 3};
 
     struct test_gguf *w = test_gguf_new(3);
     test_gguf_str(w, "general.architecture", "llama");
@@ -754,6 +758,7 @@ static void test_load_errors(void **state)
     w = test_gguf_new(3);
     test_gguf_str(w, "tokenizer.ggml.model", "gpt2");
     test_gguf_arr_str(w, "tokenizer.ggml.tokens", toks, NULL, 3);
+    test_gguf_arr(w, "tokenizer.ggml.merges", GGUF_TYPE_INT32, ints, 3); /* not strings */
     expect_load_error(w, ERR_CORRUPT, "tokenizer.ggml.merges", NULL);
 
     w = test_gguf_new(3);
@@ -861,6 +866,40 @@ static void test_concurrent_use(void **state)
     vocab_close(&v);
 }
 
+/* End-of-generation and control overrides found by text, on real
+ * vocabularies (llama.cpp's lists). */
+static void test_special_detection(void **state)
+{
+    (void)state;
+    const char *p = test_shared_path("tokenizers/ggml-vocab-deepseek-coder.gguf");
+    if (!p)
+        return;
+    struct vocab v = {0};
+    struct err e = {0};
+    if (!gguf_open(p, &v.g, &e) || !tokenizer_load(v.g, &v.t, &e))
+        fail_msg("%s", e.msg);
+    assert_int_equal(tokenizer_eot(v.t), 32014); /* <｜end▁of▁sentence｜> */
+    assert_true(tokenizer_is_eog(v.t, 32014));
+    assert_true(tokenizer_token_attr(v.t, 32015) & TOKENIZER_ATTR_CONTROL); /* fim hole */
+    assert_true(tokenizer_token_attr(v.t, 32019) & TOKENIZER_ATTR_USER_DEFINED); /* <|User|> */
+    assert_false(tokenizer_is_eog(v.t, 32019));
+    vocab_close(&v);
+
+    p = test_shared_path("tokenizers/ggml-vocab-starcoder.gguf");
+    if (!p)
+        return;
+    if (!gguf_open(p, &v.g, &e) || !tokenizer_load(v.g, &v.t, &e))
+        fail_msg("%s", e.msg);
+    assert_true(tokenizer_is_eog(v.t, 0));  /* <|endoftext|> */
+    assert_true(tokenizer_is_eog(v.t, 4));  /* <fim_pad> */
+    assert_false(tokenizer_is_eog(v.t, 1)); /* <fim_prefix> */
+    int32_t ids[8];
+    size_t n = encode(v.t, "<fim_prefix>x", TOKENIZER_PARSE_SPECIAL, ids, 8);
+    assert_true(n >= 2);
+    assert_int_equal(ids[0], 1);
+    vocab_close(&v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -875,6 +914,7 @@ int main(void)
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_vocab_quirks),
         cmocka_unit_test(test_concurrent_use),
+        cmocka_unit_test(test_special_detection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
