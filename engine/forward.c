@@ -220,7 +220,7 @@ static const struct kernels_act *act_for(const struct forward *f, const struct k
 static void acts_convert(struct forward *f, const float *x, size_t ldx, uint32_t row)
 {
     for (int j = 0; j < f->acts.n; j++)
-        kernels_act_convert_row(&f->acts.a[j], row, x + (size_t)row * ldx);
+        kernels_act_convert_row(&f->acts.a[j], row, x + (size_t)row * ldx, f->isa);
 }
 
 /* ---- the steps, per token ------------------------------------------------------- */
@@ -386,7 +386,7 @@ static void output_projection(struct forward *f)
     acts_prepare(f, &w, 1, f->n_logits);
     for (uint32_t r = 0; r < f->n_logits; r++)
         kernels_act_convert_row(&f->acts.a[0], r,
-                                f->hidden + (size_t)f->hidden_row[f->logit_tok[r]] * f->d);
+                                f->hidden + (size_t)f->hidden_row[f->logit_tok[r]] * f->d, f->isa);
     struct mm_job j = {w, &f->acts.a[0], f->logits, f->m->hp.n_vocab};
     run_matmuls(f, &j, 1);
 }

@@ -485,8 +485,10 @@ static void quantize_q8_0(const float *x, uint32_t k, uint8_t *row)
     for (uint32_t b = 0; b < k / KQ_BLOCK; b++) {
         const float *xb = x + b * KQ_BLOCK;
         float amax = 0;
-        for (int i = 0; i < 32; i++)
-            amax = fmaxf(amax, fabsf(xb[i]));
+        for (int i = 0; i < 32; i++) {
+            float ax = fabsf(xb[i]);
+            amax = ax > amax ? ax : amax;
+        }
         float id = amax != 0 ? 127.f / amax : 0.f;
         d[b] = kernels_f16_to_f32(kernels_f32_to_f16(amax / 127.f));
         int32_t sum = 0;
@@ -539,8 +541,13 @@ static void quantize_q8_k(const float *x, uint32_t k, uint8_t *row)
     }
 }
 
-void kernels_act_convert_row(struct kernels_act *a, uint32_t r, const float *xr)
+void kernels_act_convert_row(struct kernels_act *a, uint32_t r, const float *xr,
+                             enum kernels_isa isa)
 {
+    if (isa >= KERNELS_ISA_AVX512) {
+        kernels_avx512_act_convert_row(a, r, xr);
+        return;
+    }
     uint8_t *row = a->data + (size_t)r * a->row_bytes;
     float *f = (float *)row;
     switch (a->kind) {
@@ -565,10 +572,10 @@ void kernels_act_convert_row(struct kernels_act *a, uint32_t r, const float *xr)
 }
 
 void kernels_act_convert_rows(struct kernels_act *a, const float *x, size_t ldx, uint32_t r0,
-                              uint32_t r1)
+                              uint32_t r1, enum kernels_isa isa)
 {
     for (uint32_t r = r0; r < r1 && r < a->n_rows; r++)
-        kernels_act_convert_row(a, r, x + (size_t)r * ldx);
+        kernels_act_convert_row(a, r, x + (size_t)r * ldx, isa);
 }
 
 /* ---- scalar kernels: the reference arithmetic --------------------------------- */

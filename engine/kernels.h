@@ -119,9 +119,10 @@ size_t kernels_act_bytes(enum kernels_act_kind kind, uint32_t n_rows, uint32_t n
 void kernels_act_init(struct kernels_act *a, enum kernels_act_kind kind, uint32_t n_rows,
                       uint32_t n_in, void *buf);
 void kernels_act_convert_rows(struct kernels_act *a, const float *x, size_t ldx, uint32_t r0,
-                              uint32_t r1);
-/* Convert the n_in values at x into row r. */
-void kernels_act_convert_row(struct kernels_act *a, uint32_t r, const float *x);
+                              uint32_t r1, enum kernels_isa isa);
+/* Convert the n_in values at x into row r. Every ISA gives the same bytes. */
+void kernels_act_convert_row(struct kernels_act *a, uint32_t r, const float *x,
+                             enum kernels_isa isa);
 
 /* y[r * ldy + n] = sum_k x[r][k] * W[n][k] for every row r of `a` and every
  * column n in groups [g0, g1) (clipped to n_out). a->kind must be

@@ -481,76 +481,250 @@ void kernels_avx512_silu_mul(float *gate, const float *up, uint32_t n)
     }
 }
 
-/* out[h] += p[t] * v[t] over all keys, head_dim in NV vectors (last masked). */
-INLINE void attn_values(const int NV, const struct kernels_attn *a, const float *p, float *out,
+/* Scores of heads h0..h0+NH-1 against keys [t0, t0 + 16*NC): for each head
+ * and key, acc = fma(q[i], k[i], acc) over i in order, then * scale. The
+ * NH*NC chains are independent, which hides the FMA latency; each element's
+ * arithmetic is the same whatever NH and NC. */
+INLINE void attn_scores(const int NH, const int NC, const struct kernels_attn *a, uint32_t h0,
+                        uint32_t t0, __m512 *vmax)
+{
+    const uint32_t hd = a->head_dim, bt = a->block_tokens, nk = a->n_keys;
+    const float *kt[4];
+    __mmask16 km[4];
+    for (int c = 0; c < NC; c++) {
+        uint32_t t = t0 + 16 * (uint32_t)c;
+        kt[c] = a->base + (size_t)a->blocks[t / bt] * a->block_stride + a->k_off + t % bt;
+        km[c] = nk - t >= 16 ? 0xffff : cols_mask(nk - t);
+    }
+    const float *q[4];
+    for (int h = 0; h < NH; h++)
+        q[h] = a->q + (size_t)(h0 + h) * hd;
+    __m512 acc[4][4];
+    for (int h = 0; h < NH; h++)
+        for (int c = 0; c < NC; c++)
+            acc[h][c] = _mm512_setzero_ps();
+    for (uint32_t i = 0; i < hd; i++) {
+        __m512 kv[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++)
+            kv[c] = _mm512_loadu_ps(kt[c] + (size_t)i * bt);
+#pragma GCC unroll 4
+        for (int h = 0; h < NH; h++) {
+            __m512 qv = _mm512_set1_ps(q[h][i]);
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++)
+                acc[h][c] = _mm512_fmadd_ps(qv, kv[c], acc[h][c]);
+        }
+    }
+    const __m512 scale = _mm512_set1_ps(a->scale);
+    for (int h = 0; h < NH; h++)
+        for (int c = 0; c < NC; c++) {
+            __m512 s = _mm512_mul_ps(acc[h][c], scale);
+            _mm512_mask_storeu_ps(a->scores + (size_t)(h0 + h) * nk + t0 + 16 * c, km[c], s);
+            vmax[h] = _mm512_mask_max_ps(vmax[h], km[c], vmax[h], s);
+        }
+}
+
+INLINE void attn_scores_heads(const int NH, const struct kernels_attn *a, uint32_t h0, __m512 *vmax)
+{
+    /* four chains in flight: 4 heads x 1 chunk, 2 x 2 or 1 x 4 */
+    const uint32_t nk = a->n_keys;
+    uint32_t t0 = 0;
+    if (NH == 1)
+        for (; t0 + 64 <= nk; t0 += 64)
+            attn_scores(1, 4, a, h0, t0, vmax);
+    if (NH == 2)
+        for (; t0 + 32 <= nk; t0 += 32)
+            attn_scores(2, 2, a, h0, t0, vmax);
+    for (; t0 < nk; t0 += 16)
+        attn_scores(NH, 1, a, h0, t0, vmax);
+}
+
+/* out[h] += p_h[t] * v[t] over all keys for heads h0..h0+NH-1, head_dim
+ * slice [d0, d0 + 16*NV) (last vector masked): one V load serves NH heads. */
+INLINE void attn_values(const int NH, const int NV, const struct kernels_attn *a, uint32_t h0,
                         uint32_t d0, __mmask16 last)
 {
-    const uint32_t bt = a->block_tokens, hd = a->head_dim;
-    __m512 acc[8];
-    for (int v = 0; v < NV; v++)
-        acc[v] = _mm512_setzero_ps();
-    for (uint32_t t = 0; t < a->n_keys; t++) {
+    const uint32_t bt = a->block_tokens, hd = a->head_dim, nk = a->n_keys;
+    __m512 acc[2][8];
+    for (int h = 0; h < NH; h++)
+        for (int v = 0; v < NV; v++)
+            acc[h][v] = _mm512_setzero_ps();
+    const float *p[2];
+    for (int h = 0; h < NH; h++)
+        p[h] = a->scores + (size_t)(h0 + h) * nk;
+    for (uint32_t t = 0; t < nk; t++) {
         const float *vr = a->base + (size_t)a->blocks[t / bt] * a->block_stride + a->v_off +
                           (size_t)(t % bt) * hd + d0;
-        __m512 pv = _mm512_set1_ps(p[t]);
+        __m512 pv[2];
+        for (int h = 0; h < NH; h++)
+            pv[h] = _mm512_set1_ps(p[h][t]);
 #pragma GCC unroll 8
         for (int v = 0; v < NV; v++) {
             __mmask16 k = v == NV - 1 ? last : 0xffff;
-            acc[v] = _mm512_fmadd_ps(pv, _mm512_maskz_loadu_ps(k, vr + v * 16), acc[v]);
+            __m512 x = _mm512_maskz_loadu_ps(k, vr + v * 16);
+            for (int h = 0; h < NH; h++)
+                acc[h][v] = _mm512_fmadd_ps(pv[h], x, acc[h][v]);
         }
     }
-    for (int v = 0; v < NV; v++)
-        _mm512_mask_storeu_ps(out + d0 + v * 16, v == NV - 1 ? last : 0xffff, acc[v]);
+    for (int h = 0; h < NH; h++)
+        for (int v = 0; v < NV; v++)
+            _mm512_mask_storeu_ps(a->out + (size_t)(h0 + h) * hd + d0 + v * 16,
+                                  v == NV - 1 ? last : 0xffff, acc[h][v]);
 }
+
+#define AV_CASE(NH, NV)                                                         \
+    case NV:                                                                    \
+        attn_values(NH, NV, a, h0, d0, last);                                   \
+        break;
+#define AV_SWITCH(NH)                                                           \
+    switch (nv) {                                                               \
+        AV_CASE(NH, 1) AV_CASE(NH, 2) AV_CASE(NH, 3) AV_CASE(NH, 4)             \
+        AV_CASE(NH, 5) AV_CASE(NH, 6) AV_CASE(NH, 7) default : attn_values(NH, 8, a, h0, d0, last); \
+    }
 
 void kernels_avx512_attend(const struct kernels_attn *a)
 {
-    const uint32_t hd = a->head_dim, bt = a->block_tokens, nk = a->n_keys;
-    const __m512 scale = _mm512_set1_ps(a->scale);
-    for (uint32_t h = 0; h < a->n_rep; h++) {
-        const float *q = a->q + (size_t)h * hd;
-        float *sc = a->scores + (size_t)h * nk;
-        __m512 vmax = _mm512_set1_ps(-INFINITY);
-        for (uint32_t t0 = 0; t0 < nk; t0 += 16) {
-            __mmask16 k = nk - t0 >= 16 ? 0xffff : cols_mask(nk - t0);
-            const float *kt = a->base + (size_t)a->blocks[t0 / bt] * a->block_stride + a->k_off +
-                              t0 % bt;
-            __m512 acc = _mm512_setzero_ps();
-            for (uint32_t i = 0; i < hd; i++)
-                acc = _mm512_fmadd_ps(_mm512_set1_ps(q[i]), _mm512_loadu_ps(kt + (size_t)i * bt), acc);
-            acc = _mm512_mul_ps(acc, scale);
-            _mm512_mask_storeu_ps(sc + t0, k, acc);
-            vmax = _mm512_mask_max_ps(vmax, k, vmax, acc);
+    const uint32_t hd = a->head_dim, nk = a->n_keys;
+    __m512 vmax[4];
+    for (uint32_t h0 = 0; h0 < a->n_rep; h0 += 4) {
+        uint32_t nh = a->n_rep - h0 < 4 ? a->n_rep - h0 : 4;
+        for (int h = 0; h < 4; h++)
+            vmax[h] = _mm512_set1_ps(-INFINITY);
+        switch (nh) {
+        case 1: attn_scores_heads(1, a, h0, vmax); break;
+        case 2: attn_scores_heads(2, a, h0, vmax); break;
+        case 3: attn_scores_heads(3, a, h0, vmax); break;
+        default: attn_scores_heads(4, a, h0, vmax); break;
         }
-        __m512 max = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
-        double sum = 0;
-        for (uint32_t t0 = 0; t0 < nk; t0 += 16) {
-            __mmask16 k = nk - t0 >= 16 ? 0xffff : cols_mask(nk - t0);
-            __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, sc + t0), max));
-            e = _mm512_maskz_mov_ps(k, e);
-            _mm512_mask_storeu_ps(sc + t0, k, e);
-            sum += (double)_mm512_reduce_add_ps(e);
+        /* softmax of each head's row, the sum in double as ggml */
+        for (uint32_t h = 0; h < nh; h++) {
+            float *sc = a->scores + (size_t)(h0 + h) * nk;
+            __m512 max = _mm512_set1_ps(_mm512_reduce_max_ps(vmax[h]));
+            double sum = 0;
+            for (uint32_t t0 = 0; t0 < nk; t0 += 16) {
+                __mmask16 k = nk - t0 >= 16 ? 0xffff : cols_mask(nk - t0);
+                __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, sc + t0), max));
+                e = _mm512_maskz_mov_ps(k, e);
+                _mm512_mask_storeu_ps(sc + t0, k, e);
+                sum += (double)_mm512_reduce_add_ps(e);
+            }
+            const __m512 inv = _mm512_set1_ps((float)(1.0 / sum));
+            for (uint32_t t0 = 0; t0 < nk; t0 += 16) {
+                __mmask16 k = nk - t0 >= 16 ? 0xffff : cols_mask(nk - t0);
+                _mm512_mask_storeu_ps(sc + t0, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, sc + t0), inv));
+            }
         }
-        const __m512 inv = _mm512_set1_ps((float)(1.0 / sum));
-        for (uint32_t t0 = 0; t0 < nk; t0 += 16) {
-            __mmask16 k = nk - t0 >= 16 ? 0xffff : cols_mask(nk - t0);
-            _mm512_mask_storeu_ps(sc + t0, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, sc + t0), inv));
-        }
-        float *out = a->out + (size_t)h * hd;
+    }
+    for (uint32_t h0 = 0; h0 < a->n_rep; h0 += 2) {
         for (uint32_t d0 = 0; d0 < hd; d0 += 128) {
             uint32_t n = hd - d0 < 128 ? hd - d0 : 128;
             uint32_t nv = (n + 15) / 16;
             __mmask16 last = n % 16 ? cols_mask(n % 16) : 0xffff;
-            switch (nv) {
-            case 1: attn_values(1, a, sc, out, d0, last); break;
-            case 2: attn_values(2, a, sc, out, d0, last); break;
-            case 3: attn_values(3, a, sc, out, d0, last); break;
-            case 4: attn_values(4, a, sc, out, d0, last); break;
-            case 5: attn_values(5, a, sc, out, d0, last); break;
-            case 6: attn_values(6, a, sc, out, d0, last); break;
-            case 7: attn_values(7, a, sc, out, d0, last); break;
-            default: attn_values(8, a, sc, out, d0, last); break;
+            if (a->n_rep - h0 >= 2) {
+                AV_SWITCH(2)
+            } else {
+                AV_SWITCH(1)
             }
         }
+    }
+}
+
+/* ---- activation conversion ------------------------------------------------------ */
+
+/* The same bytes as the scalar conversion in kernels.c: max is exact in any
+ * order, the products and roundings are the same single operations. */
+void kernels_avx512_act_convert_row(struct kernels_act *a, uint32_t r, const float *x)
+{
+    uint8_t *row = a->data + (size_t)r * a->row_bytes;
+    const uint32_t k = a->n_in;
+    float *f = (float *)row;
+    const __m512 sign = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+    switch (a->kind) {
+    case KERNELS_ACT_F32:
+        memcpy(f, x, (size_t)k * 4);
+        return;
+    case KERNELS_ACT_F16:
+        for (uint32_t i = 0; i < k; i += 16) {
+            __mmask16 m = k - i >= 16 ? 0xffff : cols_mask(k - i);
+            __m256i h = _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, x + i),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            _mm512_mask_storeu_ps(f + i, m, _mm512_cvtph_ps(h));
+        }
+        return;
+    case KERNELS_ACT_BF16:
+        for (uint32_t i = 0; i < k; i += 16) {
+            __mmask16 m = k - i >= 16 ? 0xffff : cols_mask(k - i);
+            __m512i u = _mm512_castps_si512(_mm512_maskz_loadu_ps(m, x + i));
+            __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                                    _mm512_set1_epi32(0x7f800000));
+            __m512i hi = _mm512_srli_epi32(u, 16);
+            __m512i rnd = _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(hi, _mm512_set1_epi32(1)));
+            __m512i b = _mm512_srli_epi32(_mm512_add_epi32(u, rnd), 16);
+            b = _mm512_mask_mov_epi32(b, nan, _mm512_or_si512(hi, _mm512_set1_epi32(64)));
+            _mm512_mask_storeu_ps(f + i, m, _mm512_castsi512_ps(_mm512_slli_epi32(b, 16)));
+        }
+        return;
+    case KERNELS_ACT_Q8_0: {
+        int8_t *q = (int8_t *)row;
+        float *d = (float *)(row + kq8_d_off(k));
+        int32_t *s = (int32_t *)(row + kq8_s_off(k));
+        for (uint32_t b = 0; b < k / KQ_BLOCK; b++) {
+            __m512 x0 = _mm512_loadu_ps(x + b * 32), x1 = _mm512_loadu_ps(x + b * 32 + 16);
+            float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_and_ps(x0, sign), _mm512_and_ps(x1, sign)));
+            d[b] = _cvtsh_ss(_cvtss_sh(amax / 127.f, 0));
+            __m512 id = _mm512_set1_ps(amax != 0 ? 127.f / amax : 0.f);
+            __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, id));
+            __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, id));
+            _mm_storeu_si128((__m128i *)(q + b * 32), _mm512_cvtepi32_epi8(q0));
+            _mm_storeu_si128((__m128i *)(q + b * 32 + 16), _mm512_cvtepi32_epi8(q1));
+            s[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+        }
+        return;
+    }
+    case KERNELS_ACT_Q8_K: {
+        int8_t *q = (int8_t *)row;
+        float *d = (float *)(row + kq8_d_off(k));
+        int32_t *s16 = (int32_t *)(row + kq8k_s16_off(k));
+        int16_t *s32 = (int16_t *)(row + kq8k_s32_off(k));
+        for (uint32_t b = 0; b < k / KQ_SUPER; b++) {
+            const float *xb = x + b * KQ_SUPER;
+            __m512 vmax = _mm512_setzero_ps();
+            for (int j = 0; j < 16; j++)
+                vmax = _mm512_max_ps(vmax, _mm512_and_ps(_mm512_loadu_ps(xb + 16 * j), sign));
+            float amax = _mm512_reduce_max_ps(vmax);
+            if (amax == 0) {
+                d[b] = 0;
+                memset(q + b * KQ_SUPER, 0, KQ_SUPER);
+                for (int j = 0; j < 16; j++)
+                    s16[b * 16 + j] = 0;
+                for (int j = 0; j < 8; j++)
+                    s32[b * 8 + j] = 0;
+                continue;
+            }
+            /* the signed value of the first element of largest magnitude */
+            float max = 0;
+            for (int j = 0; j < 16; j++) {
+                __mmask16 m = _mm512_cmpeq_ps_mask(_mm512_and_ps(_mm512_loadu_ps(xb + 16 * j), sign),
+                                                   _mm512_set1_ps(amax));
+                if (m) {
+                    max = xb[16 * j + __builtin_ctz(m)];
+                    break;
+                }
+            }
+            float iscale = -127.f / max;
+            __m512 is = _mm512_set1_ps(iscale);
+            for (int j = 0; j < 16; j++) {
+                __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(is, _mm512_loadu_ps(xb + 16 * j)));
+                v = _mm512_min_epi32(v, _mm512_set1_epi32(127));
+                _mm_storeu_si128((__m128i *)(q + b * KQ_SUPER + 16 * j), _mm512_cvtepi32_epi8(v));
+                s16[b * 16 + j] = _mm512_reduce_add_epi32(v);
+            }
+            for (int j = 0; j < 8; j++)
+                s32[b * 8 + j] = (int16_t)(s16[b * 16 + 2 * j] + s16[b * 16 + 2 * j + 1]);
+            d[b] = 1 / iscale;
+        }
+        return;
+    }
     }
 }

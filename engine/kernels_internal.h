@@ -83,6 +83,7 @@ kernels_mm_fn kernels_avx512_matmul(enum ggml_type t);
 void kernels_avx2_attend(const struct kernels_attn *a);
 void kernels_avx512_attend(const struct kernels_attn *a);
 void kernels_avx2_silu_mul(float *gate, const float *up, uint32_t n);
+void kernels_avx512_act_convert_row(struct kernels_act *a, uint32_t r, const float *x);
 void kernels_avx512_silu_mul(float *gate, const float *up, uint32_t n);
 
 #endif

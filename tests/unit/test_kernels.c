@@ -121,8 +121,19 @@ static void make_act(enum kernels_act_kind kind, const float *x, uint32_t rows, 
     size_t bytes = kernels_act_bytes(kind, rows, k);
     out->mem = aligned_alloc(64, bytes < 64 ? 64 : bytes);
     assert_non_null(out->mem);
+    memset(out->mem, 0, bytes); /* padding, so rows compare as bytes */
     kernels_act_init(&out->a, kind, rows, k, out->mem);
-    kernels_act_convert_rows(&out->a, x, k, 0, rows);
+    kernels_act_convert_rows(&out->a, x, k, 0, rows, KERNELS_ISA_SCALAR);
+    /* every ISA converts to the same bytes */
+    for (int isa = KERNELS_ISA_AVX2; isa <= (int)kernels_isa_best(); isa++) {
+        void *mem = aligned_alloc(64, bytes < 64 ? 64 : bytes);
+        memset(mem, 0, bytes);
+        struct kernels_act b;
+        kernels_act_init(&b, kind, rows, k, mem);
+        kernels_act_convert_rows(&b, x, k, 0, rows, (enum kernels_isa)isa);
+        assert_memory_equal(mem, out->mem, bytes);
+        free(mem);
+    }
 }
 
 /* The activation values the kernel actually multiplies by (dequantised). */
@@ -334,6 +345,19 @@ static void test_q8_0_quantisation_is_ggml(void **state)
     assert_int_equal(q[0], 127);
     assert_int_equal(q[1], 2);
     assert_int_equal(q[2], -4);
+    free(a.mem);
+
+    /* Q8_K takes the sign of the FIRST element of largest magnitude:
+     * here -3 comes before +3, so the scale is -127/-3: -3 -> -127, 3 -> 127 */
+    float z[256] = {0};
+    z[5] = -3.f;
+    z[100] = 3.f;
+    z[7] = 1.5f;
+    make_act(KERNELS_ACT_Q8_K, z, 1, 256, &a); /* also compares every ISA */
+    q = (const int8_t *)a.a.data;
+    assert_int_equal(q[5], -127);
+    assert_int_equal(q[100], 127);
+    assert_int_equal(q[7], 64); /* rint(63.5) is even */
     free(a.mem);
 }
 
