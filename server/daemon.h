@@ -28,6 +28,7 @@
 #include "server/config.h"
 #include "server/http.h"
 #include "server/mailbox.h"
+#include "server/models.h"
 #include "server/writer.h"
 
 struct daemon_ctx {
@@ -38,6 +39,7 @@ struct daemon_ctx {
     sqlite3 *db_read;          /* read-only, loop thread: point reads only */
     struct writer *writer;
 
+    struct models models;      /* loaded before the loop runs */
     bool models_loaded;        /* every configured model is loaded */
 
     uv_signal_t sig_term, sig_int;

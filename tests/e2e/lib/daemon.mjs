@@ -4,9 +4,9 @@
 // an ephemeral loopback port, learnt from its "listening" log line. stderr
 // is kept line by line so tests can assert on logs.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, dirname } from 'node:path';
 import net from 'node:net';
 
 export const BIN = process.env.MAASD_BIN;
@@ -111,3 +111,19 @@ export function parseRawResponse(text) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// The demo customer's API key that the daemon wrote, on first start, to the
+// credentials file next to its database (see docs/billing.md).
+export function demoKey(d) {
+  return credential(d, 'demo');
+}
+export function adminKey(d) {
+  return credential(d, 'admin');
+}
+function credential(d, which) {
+  const file = join(dirname(d.dbPath), 'maasd-credentials.txt');
+  if (!existsSync(file)) return 'no-credentials';
+  const text = readFileSync(file, 'utf8');
+  const m = text.match(new RegExp(`^${which}[_a-z]*key\\s*[=:]\\s*(\\S+)`, 'mi'));
+  return m ? m[1] : 'no-credentials';
+}

@@ -1,0 +1,95 @@
+/*
+ * inference.h — the one completion path: from a validated API call to the
+ * scheduler and back.
+ *
+ * A route handler (api/completions.c, api/embeddings.c) parses the request,
+ * builds the prompts, and calls inference_start(). From there this module
+ * owns the call's lifecycle, on the loop thread:
+ *
+ *   admission (plan limits, reserved)      server/admission.h
+ *     → scheduler submit, one per prompt   engine/scheduler.h
+ *     → scheduler events, via the mailbox  → the handler's callbacks (render)
+ *     → request done: usage settled with admission, one ledger row written
+ *       through the writer thread, and only once it has COMMITTED is the
+ *       handler's on_finish() called to complete the response. A response a
+ *       client saw complete is therefore always in the ledger.
+ *
+ *   If the client goes away, every scheduler request is cancelled at once;
+ *   the tokens already processed are still settled and recorded
+ *   (client_aborted). A scheduler request the queue refuses answers 503.
+ *
+ * Ownership
+ *   inference_start() copies the params. The callbacks' ctx belongs to the
+ *   handler; ctx_free() is called once after on_finish() (or after a failed
+ *   start), when nothing will call back any more. The http_request may be
+ *   gone by then: the callbacks get it, or NULL when the client left.
+ */
+#ifndef MAASD_INFERENCE_H
+#define MAASD_INFERENCE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/err.h"
+#include "engine/scheduler.h"
+#include "server/http.h"
+
+struct daemon_ctx;
+struct served_model;
+struct principal;
+
+#define INFERENCE_MAX_PROMPTS 64
+
+/* One generated token as the handler sees it (copied out of the event). */
+struct inference_token {
+    const char *text;            /* released text (may be empty) */
+    size_t text_len;
+    int32_t token;
+    const char *token_text;      /* the token's own bytes */
+    size_t token_text_len;
+    bool has_logprobs;
+    struct sampler_result sample;
+};
+
+struct inference_usage {
+    int64_t prompt_tokens;
+    int64_t completion_tokens;
+    int64_t queue_ms, first_token_ms, compute_ms;
+    bool client_aborted;
+};
+
+struct inference_callbacks {
+    /* The scheduler accepted the work: a streaming handler starts its stream. */
+    void (*on_started)(void *ctx, struct http_request *r);
+    void (*on_token)(void *ctx, struct http_request *r, int prompt, int choice,
+                     const struct inference_token *t);
+    void (*on_choice_done)(void *ctx, struct http_request *r, int prompt, int choice,
+                           enum sched_finish finish, const char *text, size_t len);
+    /* Called every idle_ms while no token has come yet (stream keep-alive). */
+    void (*on_idle)(void *ctx, struct http_request *r);
+    /* Embeddings: the vector of one prompt. */
+    void (*on_embedding)(void *ctx, struct http_request *r, int prompt, const float *v, int dim);
+    /* Everything is done and recorded; `e` is set when the call failed
+     * (timeout, engine error, overloaded before anything ran). */
+    void (*on_finish)(void *ctx, struct http_request *r, const struct inference_usage *u,
+                      const struct err *e);
+    void (*ctx_free)(void *ctx);
+};
+
+struct inference_params {
+    struct served_model *model;
+    const char *endpoint;                 /* "chat.completions", "completions", "embeddings" */
+    int idle_ms;                          /* on_idle period until the first token; 0 = never */
+    const struct principal *who;          /* NULL while auth is off */
+    struct sched_request req;             /* template: prompt/n_prompt per prompt below */
+    const int32_t *prompts[INFERENCE_MAX_PROMPTS];
+    size_t n_prompt_tokens[INFERENCE_MAX_PROMPTS];
+    int n_prompts;
+};
+
+/* Start the call. On failure (admission refused, queue full) nothing was
+ * started: the handler renders `e` itself and ctx_free is NOT called. */
+bool inference_start(struct daemon_ctx *d, struct http_request *r, const struct inference_params *p,
+                     const struct inference_callbacks *cb, void *ctx, struct err *e);
+
+#endif
