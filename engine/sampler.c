@@ -15,6 +15,7 @@
 #endif
 
 #define ORDER_MIN 64                          /* first batch of the sorted prefix */
+#define GREEDY_BELOW 1e-4f                    /* temperatures this small are greedy */
 #define SMALL_SET 256                         /* prefixes sorted outright */
 #define HIST_PER_NAT 32                       /* histogram buckets per unit of x */
 #define HIST_BUCKETS (HIST_PER_NAT * 32 + 1)  /* x >= 32 (p < 1.3e-14 p_max) share the last */
@@ -51,10 +52,11 @@ struct sampler {
     int32_t *ring;  /* last penalty_last_n tokens when that is > 0 */
     int32_t ring_cap, ring_len, ring_head;
 
-    /* Per-step scratch, grown on first need: order[0..n_sorted) are the best
-     * tokens, best first; w the weight of every token; pool and hist serve
-     * the histogram cut. */
     struct row_kernels kern;
+
+    /* Per-step scratch, grown on first need: order[0..n_sorted) are the best
+     * tokens, best first; w the weight of every token; pool, bucket and hist
+     * serve the histogram cut; marks the allowed tokens of a filtered draw. */
     int32_t *order;
     int32_t order_cap, n_sorted;
     float *w;
@@ -915,7 +917,8 @@ bool sampler_sample(struct sampler *s, float *logits, sampler_allowed_fn allowed
     double z = -1; /* sum of the weights at inv_t, when computed */
     int32_t pick = -1;
 
-    if (s->p.temperature == 0) {
+    /* Below GREEDY_BELOW, 1/T could overflow, and the answer is greedy anyway. */
+    if (s->p.temperature < GREEDY_BELOW) {
         int32_t argmax = 0;
         while (logits[argmax] != max)
             argmax++;

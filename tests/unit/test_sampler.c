@@ -176,6 +176,12 @@ static void test_greedy_argmax_and_ties(void **state)
     l[33] = 6.5f;
     assert_int_equal(draw(s, l, 40, NULL, NULL, NULL), 33);
     sampler_free(s);
+
+    /* temperatures too small to divide by are greedy too */
+    p.temperature = 1e-40f;
+    s = make(&p, 40);
+    assert_int_equal(draw(s, l, 40, NULL, NULL, NULL), 33);
+    sampler_free(s);
 }
 
 static void test_special_values(void **state)
