@@ -33,10 +33,10 @@
  *        PRNG (xoshiro256** seeded through splitmix64 from `seed`).
  *
  *   Constrained output. `allowed` (may be NULL) is asked about candidates
- *   lazily, in probability order, never about the whole vocabulary unless
- *   it has to be. The result is an exact draw from the truncated
- *   distribution restricted to allowed tokens (temperature 0: the most
- *   likely allowed token). When no token of the truncated set is allowed,
+ *   lazily, in probability order for the first 256, never about the whole
+ *   vocabulary unless it has to be (then once per token, with no sorting).
+ *   The result is an exact draw from the truncated distribution restricted
+ *   to allowed tokens (temperature 0: the most likely allowed token). When no token of the truncated set is allowed,
  *   the most likely allowed token of the whole vocabulary is taken; when no
  *   token at all is allowed, sampling fails with ERR_UNPROCESSABLE.
  *
@@ -62,8 +62,9 @@
  *   about 21 KB in the object, 4 bytes per vocabulary entry once it samples
  *   with temperature > 0, up to about 14 per entry when a step needs large
  *   candidate sets (big top_k, top_p over a flat tail, a constraint that
- *   walks far), all allocated on first need and kept; plus the penalty
- *   counts, proportional to the number of distinct tokens seen.
+ *   walks far), and 16 bytes per allowed token a filtered draw visits, all
+ *   allocated on first need and kept; plus the penalty counts, proportional
+ *   to the number of distinct tokens seen.
  *
  * Threads
  *   A sampler is used by one thread at a time; different samplers are
