@@ -791,7 +791,7 @@ struct filtered {
     int32_t lo, hi; /* first marks above u * a and above u * (a + unvisited) */
 };
 
-/* Visit `tok`; true in *done once the pick (or its absence) is certain. */
+/* Visit `tok`; sets *pick once the pick is certain. False only on ENOMEM. */
 static bool filtered_visit(struct sampler *s, struct filtered *f, const struct step *st,
                            int32_t tok, bool last, sampler_allowed_fn allowed, void *ctx,
                            int32_t *pick, struct err *e)
