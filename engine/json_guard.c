@@ -370,15 +370,6 @@ static bool step(struct json_guard *g, unsigned char c)
     }
 }
 
-bool json_guard_accepts(const struct json_guard *g, const char *bytes, size_t len)
-{
-    struct json_guard t = *g;
-    for (size_t i = 0; i < len; i++)
-        if (!step(&t, (unsigned char)bytes[i]))
-            return false;
-    return true;
-}
-
 bool json_guard_push(struct json_guard *g, const char *bytes, size_t len)
 {
     struct json_guard t = *g;
@@ -387,6 +378,12 @@ bool json_guard_push(struct json_guard *g, const char *bytes, size_t len)
             return false;
     *g = t;
     return true;
+}
+
+bool json_guard_accepts(const struct json_guard *g, const char *bytes, size_t len)
+{
+    struct json_guard t = *g;
+    return json_guard_push(&t, bytes, len);
 }
 
 bool json_guard_allowed(void *ctx, int32_t token)

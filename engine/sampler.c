@@ -15,6 +15,7 @@
 #endif
 
 #define ORDER_MIN 64                          /* first batch of the sorted prefix */
+#define GREEDY_BELOW 1e-4f                    /* temperatures this small are greedy */
 #define SMALL_SET 256                         /* prefixes sorted outright */
 #define HIST_PER_NAT 32                       /* histogram buckets per unit of x */
 #define HIST_BUCKETS (HIST_PER_NAT * 32 + 1)  /* x >= 32 (p < 1.3e-14 p_max) share the last */
@@ -31,7 +32,7 @@ struct tok_count {
 };
 
 struct allowed_mark {
-    int32_t pos;        /* position in s->order */
+    int32_t token;
     double cum;         /* allowed mass up to and including it */
 };
 
@@ -51,10 +52,11 @@ struct sampler {
     int32_t *ring;  /* last penalty_last_n tokens when that is > 0 */
     int32_t ring_cap, ring_len, ring_head;
 
-    /* Per-step scratch, grown on first need: order[0..n_sorted) are the best
-     * tokens, best first; w the weight of every token; pool and hist serve
-     * the histogram cut. */
     struct row_kernels kern;
+
+    /* Per-step scratch, grown on first need: order[0..n_sorted) are the best
+     * tokens, best first; w the weight of every token; pool, bucket and hist
+     * serve the histogram cut; marks the allowed tokens of a filtered draw. */
     int32_t *order;
     int32_t order_cap, n_sorted;
     float *w;
@@ -776,74 +778,112 @@ static bool marks_reserve(struct sampler *s, int32_t k, struct err *e)
     return true;
 }
 
-/* First mark whose cumulative allowed mass exceeds x, or n. */
-static int32_t marks_search(const struct allowed_mark *m, int32_t n, double x)
+/* The state of a filtered draw, fed one member of the candidate set at a
+ * time. The pick is the first allowed member, in the order visited, whose
+ * running allowed mass exceeds u * A. A, the total allowed mass, is only
+ * known to lie in [a, a + unvisited]; once both ends select the same
+ * member, further answers cannot change it. Any fixed visiting order gives
+ * an exact draw; visiting likely tokens first makes it stop early. */
+struct filtered {
+    double u, mass; /* the draw, the set's total mass */
+    double a, visited;
+    int32_t n_marks;
+    int32_t lo, hi; /* first marks above u * a and above u * (a + unvisited) */
+};
+
+/* Visit `tok`; sets *pick once the pick is certain. False only on ENOMEM. */
+static bool filtered_visit(struct sampler *s, struct filtered *f, const struct step *st,
+                           int32_t tok, bool last, sampler_allowed_fn allowed, void *ctx,
+                           int32_t *pick, struct err *e)
 {
-    int32_t lo = 0, hi = n;
-    while (lo < hi) {
-        int32_t mid = lo + (hi - lo) / 2;
-        if (m[mid].cum > x)
-            hi = mid;
-        else
-            lo = mid + 1;
+    float w = st->w[tok];
+    f->visited += w;
+    if (allowed(ctx, tok)) {
+        if (!marks_reserve(s, f->n_marks + 1, e))
+            return false;
+        f->a += w;
+        s->marks[f->n_marks++] = (struct allowed_mark){.token = tok, .cum = f->a};
     }
-    return lo;
+    if (f->n_marks == 0)
+        return true;
+    /* Both thresholds move one way (up to rounding, hence both loops on hi),
+     * so the two positions are kept, not searched: O(1) amortised. */
+    double rest = last ? 0 : fmax(f->mass - f->visited, 0);
+    double t_lo = f->u * f->a, t_hi = f->u * (f->a + rest);
+    const struct allowed_mark *m = s->marks;
+    while (f->lo < f->n_marks && m[f->lo].cum <= t_lo)
+        f->lo++;
+    while (f->hi < f->n_marks && m[f->hi].cum <= t_hi)
+        f->hi++;
+    while (f->hi > 0 && m[f->hi - 1].cum > t_hi)
+        f->hi--;
+    if (f->hi < f->n_marks && f->lo == f->hi)
+        *pick = m[f->hi].token;
+    else if (last) /* every allowed member had zero weight: the first of them */
+        *pick = m[0].token;
+    return true;
 }
 
-/* Draw from c restricted to allowed tokens, asking `allowed` in order and
- * stopping as soon as the answer is certain. The pick is the first allowed
- * token whose running allowed mass exceeds u * A, where A, the total
- * allowed mass, is only known to lie in [a, a + unvisited]; once both ends
- * select the same token, further answers cannot change it. *pick = -1 when
- * no member is allowed. */
+/* Draw from c restricted to allowed tokens: the first SMALL_SET members in
+ * probability order, then the others in id order (sorting further would
+ * cost more than asking). *pick = -1 when no member is allowed. */
 static bool draw_allowed(struct sampler *s, const struct step *st, const struct cand *c,
                          double u, sampler_allowed_fn allowed, void *ctx, int32_t *pick,
                          struct err *e)
 {
-    double a = 0, visited = 0;
-    int32_t n_marks = 0;
+    struct filtered f = {.u = u, .mass = c->mass};
+    int32_t head = c->m < SMALL_SET ? c->m : SMALL_SET;
     *pick = -1;
-    for (int32_t j = 0; j < c->m; j++) {
-        if (!order_ensure(s, st->l, j + 1, e))
+    if (!order_ensure(s, st->l, head, e))
+        return false;
+    for (int32_t j = 0; j < head && *pick < 0; j++)
+        if (!filtered_visit(s, &f, st, s->order[j], j == c->m - 1, allowed, ctx, pick, e))
             return false;
-        float w = st->w[s->order[j]];
-        visited += w;
-        if (allowed(ctx, s->order[j])) {
-            if (!marks_reserve(s, n_marks + 1, e))
-                return false;
-            a += w;
-            s->marks[n_marks++] = (struct allowed_mark){.pos = j, .cum = a};
-        }
-        if (n_marks == 0)
+    if (*pick >= 0 || head == c->m)
+        return true;
+    struct cut sorted = {st->l[s->order[head - 1]], s->order[head - 1]};
+    int32_t seen = head;
+    for (int32_t i = 0; i < s->n_vocab && *pick < 0; i++) {
+        if (!in_cut(st->l, c->cut, i) || in_cut(st->l, sorted, i))
             continue;
-        double rest = j == c->m - 1 ? 0 : fmax(c->mass - visited, 0);
-        int32_t hi = marks_search(s->marks, n_marks, u * (a + rest));
-        if (hi == n_marks)
-            continue;
-        if (marks_search(s->marks, n_marks, u * a) == hi) {
-            *pick = s->order[s->marks[hi].pos];
-            return true;
-        }
+        if (!filtered_visit(s, &f, st, i, ++seen == c->m, allowed, ctx, pick, e))
+            return false;
     }
-    /* Every allowed member had zero weight: the most likely of them. */
-    if (n_marks > 0)
-        *pick = s->order[s->marks[0].pos];
     return true;
 }
 
-/* The first allowed token of the order from position `from` on, or -1. */
-static bool first_allowed(struct sampler *s, const float *l, int32_t from,
-                          sampler_allowed_fn allowed, void *ctx, int32_t *pick, struct err *e)
+/* The most likely allowed token among those ranked after the first `from`
+ * of the order (`after` is the one at from - 1), or -1. The first
+ * SMALL_SET are asked in order; past them, one pass asks only about tokens
+ * that would beat the best found so far. */
+static bool best_allowed_from(struct sampler *s, const float *l, int32_t from, struct cut after,
+                              sampler_allowed_fn allowed, void *ctx, int32_t *pick,
+                              struct err *e)
 {
+    int32_t n = s->n_vocab;
     *pick = -1;
-    for (int32_t j = from; j < s->n_vocab; j++) {
-        if (!order_ensure(s, l, j + 1, e))
+    if (from < SMALL_SET) {
+        int32_t head = n < SMALL_SET ? n : SMALL_SET;
+        if (!order_ensure(s, l, head, e))
             return false;
-        if (allowed(ctx, s->order[j])) {
-            *pick = s->order[j];
-            break;
+        for (int32_t j = from; j < head; j++) {
+            if (allowed(ctx, s->order[j])) {
+                *pick = s->order[j];
+                return true;
+            }
         }
+        if (head == n)
+            return true;
+        after = (struct cut){l[s->order[head - 1]], s->order[head - 1]};
     }
+    int32_t best = -1;
+    for (int32_t i = 0; i < n; i++) {
+        if (in_cut(l, after, i) || (best >= 0 && !ranks_before(l, i, best)))
+            continue;
+        if (allowed(ctx, i))
+            best = i;
+    }
+    *pick = best;
     return true;
 }
 
@@ -887,7 +927,7 @@ static bool sample_temperature(struct sampler *s, const struct step *st, double 
     /* Nothing in the truncated set fits the constraint: the constraint wins
      * over truncation, with the most likely allowed token. */
     if (*pick < 0)
-        return first_allowed(s, st->l, c.m, allowed, ctx, pick, e);
+        return best_allowed_from(s, st->l, c.m, c.cut, allowed, ctx, pick, e);
     return true;
 }
 
@@ -915,13 +955,15 @@ bool sampler_sample(struct sampler *s, float *logits, sampler_allowed_fn allowed
     double z = -1; /* sum of the weights at inv_t, when computed */
     int32_t pick = -1;
 
-    if (s->p.temperature == 0) {
+    /* Below GREEDY_BELOW, 1/T could overflow, and the answer is greedy anyway. */
+    if (s->p.temperature < GREEDY_BELOW) {
         int32_t argmax = 0;
         while (logits[argmax] != max)
             argmax++;
         if (!allowed || allowed(allowed_ctx, argmax))
             pick = argmax;
-        else if (!first_allowed(s, logits, 1, allowed, allowed_ctx, &pick, e))
+        else if (!best_allowed_from(s, logits, 1, (struct cut){max, argmax}, allowed,
+                                    allowed_ctx, &pick, e))
             return false;
     } else {
         if (!s->w) {

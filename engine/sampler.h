@@ -23,7 +23,8 @@
  *        bans and +100 forces regardless of the penalties.
  *     The logits array is modified in place by 1-2 (NaN becomes -inf, +inf
  *     becomes FLT_MAX); nothing else is written to it.
- *     3. temperature 0: the highest logit, ties broken by the lowest id.
+ *     3. temperature 0 (or below 1e-4): the highest logit, ties broken by
+ *        the lowest id.
  *        Otherwise, on p ∝ exp(logit / temperature) (HF / vLLM order:
  *        temperature first, then truncation): top_k keeps the k most likely,
  *        top_p the smallest most-likely prefix whose mass reaches top_p of the
@@ -32,10 +33,10 @@
  *        PRNG (xoshiro256** seeded through splitmix64 from `seed`).
  *
  *   Constrained output. `allowed` (may be NULL) is asked about candidates
- *   lazily, in probability order, never about the whole vocabulary unless
- *   it has to be. The result is an exact draw from the truncated
- *   distribution restricted to allowed tokens (temperature 0: the most
- *   likely allowed token). When no token of the truncated set is allowed,
+ *   lazily, in probability order for the first 256, never about the whole
+ *   vocabulary unless it has to be (then once per token, with no sorting).
+ *   The result is an exact draw from the truncated distribution restricted
+ *   to allowed tokens (temperature 0: the most likely allowed token). When no token of the truncated set is allowed,
  *   the most likely allowed token of the whole vocabulary is taken; when no
  *   token at all is allowed, sampling fails with ERR_UNPROCESSABLE.
  *
@@ -57,17 +58,20 @@
  *
  * Ownership
  *   sampler_new() copies the parameters, logit_bias included; the caller's
- *   arrays may be freed afterwards. The sampler owns its scratch memory,
- *   which grows with what a step needs (a few KB for typical settings, at
- *   most about 8 bytes per vocabulary entry) plus the penalty counts
- *   (proportional to the number of distinct tokens seen).
+ *   arrays may be freed afterwards. The sampler owns its scratch memory:
+ *   about 21 KB in the object, 4 bytes per vocabulary entry once it samples
+ *   with temperature > 0, up to about 14 per entry when a step needs large
+ *   candidate sets (big top_k, top_p over a flat tail, a constraint that
+ *   walks far), and 16 bytes per allowed token a filtered draw visits, all
+ *   allocated on first need and kept; plus the penalty counts, proportional
+ *   to the number of distinct tokens seen.
  *
  * Threads
  *   A sampler is used by one thread at a time; different samplers are
  *   independent. `allowed` is called on the sampling thread.
  *
- * Speed: bench/sampler.c (a few hundred microseconds or less per call at
- * a 32k vocabulary, figures in docs/engine.md).
+ * Speed: bench/sampler.c; figures in docs/engine.md (under 0.1 ms per call
+ * at a 32k vocabulary for typical settings on the development machine).
  */
 #ifndef MAASD_SAMPLER_H
 #define MAASD_SAMPLER_H

@@ -56,18 +56,25 @@ static int depth_of(const cJSON *j)
     return (cJSON_IsObject(j) || cJSON_IsArray(j)) ? d + 1 : 0;
 }
 
-static bool parses_as_object(const char *text, size_t len)
+/* cJSON on exactly these bytes: with the terminating NUL inside the length
+ * it refuses trailing text. */
+static cJSON *parse_exact(const char *text, size_t len)
 {
     char *copy = malloc(len + 1);
     if (!copy)
         abort();
     memcpy(copy, text, len);
     copy[len] = 0;
-    /* with the terminating NUL inside the length, cJSON refuses trailing text */
     cJSON *doc = cJSON_ParseWithLengthOpts(copy, len + 1, NULL, 1);
+    free(copy);
+    return doc;
+}
+
+static bool parses_as_object(const char *text, size_t len)
+{
+    cJSON *doc = parse_exact(text, len);
     bool ok = doc && cJSON_IsObject(doc);
     cJSON_Delete(doc);
-    free(copy);
     return ok;
 }
 
@@ -125,12 +132,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_completable(&g, data, accepted);
     }
 
-    char *copy = malloc(size + 1);
-    if (!copy)
-        abort();
-    memcpy(copy, data, size);
-    copy[size] = 0;
-    cJSON *doc = cJSON_ParseWithLengthOpts(copy, size + 1, NULL, 1);
+    cJSON *doc = parse_exact((const char *)data, size);
     if (doc && cJSON_IsObject(doc)) {
         char *printed = cJSON_PrintUnformatted(doc);
         if (printed && valid_utf8((const unsigned char *)printed) &&
@@ -143,6 +145,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(printed);
     }
     cJSON_Delete(doc);
-    free(copy);
     return 0;
 }

@@ -176,6 +176,12 @@ static void test_greedy_argmax_and_ties(void **state)
     l[33] = 6.5f;
     assert_int_equal(draw(s, l, 40, NULL, NULL, NULL), 33);
     sampler_free(s);
+
+    /* temperatures too small to divide by are greedy too */
+    p.temperature = 1e-40f;
+    s = make(&p, 40);
+    assert_int_equal(draw(s, l, 40, NULL, NULL, NULL), 33);
+    sampler_free(s);
 }
 
 static void test_special_values(void **state)
@@ -661,6 +667,60 @@ static void test_allowed_is_lazy(void **state)
     free(ok);
 }
 
+/* Allowed tokens far down the order: past the sorted head the filtered draw
+ * visits the rest in id order and must stay exact, and the greedy and
+ * beyond-truncation fallbacks must still find the best allowed token. */
+static void test_allowed_far_down(void **state)
+{
+    (void)state;
+    const int32_t n = 3000;
+    float *l = malloc((size_t)n * sizeof *l);
+    bool *ok = calloc((size_t)n, 1);
+    int *count = malloc((size_t)n * sizeof *count);
+    for (int32_t i = 0; i < n; i++)
+        l[i] = -(float)i * 0.002f; /* order = id order, gently decreasing */
+    const int32_t picks[4] = {700, 1300, 2100, 2999};
+    double z = 0;
+    for (int k = 0; k < 4; k++) {
+        ok[picks[k]] = true;
+        z += exp(l[picks[k]]);
+    }
+    struct filter f = {ok, 0, 0};
+    struct sampler_params p;
+    sampler_params_default(&p);
+    p.seed = 31;
+    struct sampler *s = make(&p, n);
+    const int draws = 8000;
+    histogram(s, l, n, draws, filter_fn, &f, count);
+    for (int k = 0; k < 4; k++)
+        assert_freq(count[picks[k]], draws, exp(l[picks[k]]) / z);
+    sampler_free(s);
+
+    /* greedy: the best allowed, past the sorted head; ties to the lower id */
+    sampler_params_default(&p);
+    p.temperature = 0;
+    s = make(&p, n);
+    assert_int_equal(draw(s, l, n, filter_fn, &f, NULL), 700);
+    for (int32_t i = 0; i < n; i++)
+        l[i] = 1;
+    ok[650] = true;
+    assert_int_equal(draw(s, l, n, filter_fn, &f, NULL), 650);
+    sampler_free(s);
+
+    /* a truncated set above the small-set size with nothing allowed in it */
+    for (int32_t i = 0; i < n; i++)
+        l[i] = -(float)i * 0.002f;
+    sampler_params_default(&p);
+    p.top_k = 500;
+    s = make(&p, n);
+    for (int k = 0; k < 20; k++)
+        assert_int_equal(draw(s, l, n, filter_fn, &f, NULL), 650);
+    sampler_free(s);
+    free(l);
+    free(ok);
+    free(count);
+}
+
 /* ---- determinism ----------------------------------------------------------------- */
 
 static void fill_row(float *l, int32_t n, uint32_t salt)
@@ -766,6 +826,7 @@ int main(void)
         cmocka_unit_test(test_allowed_greedy_and_errors),
         cmocka_unit_test(test_allowed_distribution),
         cmocka_unit_test(test_allowed_is_lazy),
+        cmocka_unit_test(test_allowed_far_down),
         cmocka_unit_test(test_determinism_golden),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
