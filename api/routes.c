@@ -3,13 +3,38 @@
 #include "api/api.h"
 
 const struct route api_routes[] = {
-    {"GET", "/healthz", api_healthz, 0},
-    {"GET", "/readyz", api_readyz, 0},
-    {"GET", "/version", api_version, 0},
+    {"GET", "/healthz", api_healthz, ROUTE_PUBLIC, 0},
+    {"GET", "/readyz", api_readyz, ROUTE_PUBLIC, 0},
+    {"GET", "/version", api_version, ROUTE_PUBLIC, 0},
 
-    {"GET", "/_test/slow", api_test_slow, ROUTE_TEST_ONLY},
-    {"GET", "/_test/stream", api_test_stream, ROUTE_TEST_ONLY},
-    {"POST", "/_test/echo", api_test_echo, ROUTE_JSON_BODY | ROUTE_TEST_ONLY},
+    {"GET", "/v1/usage", api_usage, 0, SCOPE_USAGE_READ},
+
+    {"POST", "/admin/v1/customers", api_admin_customers_create, ROUTE_JSON_BODY, SCOPE_ADMIN},
+    {"GET", "/admin/v1/customers", api_admin_customers_list, 0, SCOPE_ADMIN},
+    {"GET", "/admin/v1/customers/{id}", api_admin_customers_get, 0, SCOPE_ADMIN},
+    {"POST", "/admin/v1/customers/{id}", api_admin_customers_update, ROUTE_JSON_BODY, SCOPE_ADMIN},
+    {"POST", "/admin/v1/customers/{id}/keys", api_admin_keys_issue, ROUTE_JSON_BODY, SCOPE_ADMIN},
+    {"GET", "/admin/v1/customers/{id}/keys", api_admin_keys_list, 0, SCOPE_ADMIN},
+    {"GET", "/admin/v1/keys/{id}", api_admin_keys_get, 0, SCOPE_ADMIN},
+    {"POST", "/admin/v1/keys/{id}/revoke", api_admin_keys_revoke, 0, SCOPE_ADMIN},
+    {"POST", "/admin/v1/keys/{id}/rotate", api_admin_keys_rotate, 0, SCOPE_ADMIN},
+    {"GET", "/admin/v1/plans", api_admin_plans_list, 0, SCOPE_ADMIN},
+    {"POST", "/admin/v1/plans/{id}/versions", api_admin_plans_create_version, ROUTE_JSON_BODY,
+     SCOPE_ADMIN},
+    {"POST", "/admin/v1/customers/{id}/subscription", api_admin_subscriptions_create,
+     ROUTE_JSON_BODY, SCOPE_ADMIN},
+    {"GET", "/admin/v1/customers/{id}/subscription", api_admin_subscriptions_get, 0, SCOPE_ADMIN},
+    {"POST", "/admin/v1/customers/{id}/subscription/change", api_admin_subscriptions_change,
+     ROUTE_JSON_BODY, SCOPE_ADMIN},
+    {"POST", "/admin/v1/customers/{id}/subscription/cancel", api_admin_subscriptions_cancel, 0,
+     SCOPE_ADMIN},
+    {"POST", "/admin/v1/customers/{id}/credits", api_admin_credits_grant, ROUTE_JSON_BODY,
+     SCOPE_ADMIN},
+    {"GET", "/admin/v1/customers/{id}/credits", api_admin_credits_list, 0, SCOPE_ADMIN},
+
+    {"GET", "/_test/slow", api_test_slow, ROUTE_TEST_ONLY, 0},
+    {"GET", "/_test/stream", api_test_stream, ROUTE_TEST_ONLY, 0},
+    {"POST", "/_test/echo", api_test_echo, ROUTE_JSON_BODY | ROUTE_TEST_ONLY, 0},
 };
 
 const int api_routes_count = (int)(sizeof api_routes / sizeof api_routes[0]);

@@ -45,6 +45,8 @@ struct config {
     int max_connections;
     uint64_t connection_timeout_ms;
     bool test_routes;                 /* the /_test/ routes, for the test suite only */
+    char key_pepper_file[CONFIG_PATH_MAX]; /* "" = <db_path>.pepper (server/pepper.h) */
+    uint64_t idempotency_retention_ms;     /* stored idempotent responses live this long */
 };
 
 /* Parse argv (after the subcommand name), the environment and the config
