@@ -11,7 +11,7 @@
  *   http_request_suspend().
  *
  *   Authentication (api/router.c): every route needs an API key unless it
- *   is ROUTE_PUBLIC (or ROUTE_TEST_ONLY). The router reads
+ *   is ROUTE_PUBLIC, or ROUTE_TEST_ONLY without a scope. The router reads
  *   `Authorization: Bearer …` through server/auth.h before the body is
  *   read: a missing, unknown, malformed, expired or revoked key is 401
  *   invalid_api_key with `WWW-Authenticate: Bearer realm="maasd"`; a key
@@ -39,6 +39,7 @@
 #include "server/admission.h"
 #include "server/auth.h"
 #include "server/http.h"
+#include "server/ledger.h"
 
 struct daemon_ctx;
 
@@ -57,7 +58,7 @@ typedef void (*api_handler)(struct api_call *call);
 
 enum route_flags {
     ROUTE_JSON_BODY = 1 << 0,   /* POST with an application/json body */
-    ROUTE_TEST_ONLY = 1 << 1,   /* only with --test-routes; no key needed */
+    ROUTE_TEST_ONLY = 1 << 1,   /* only with --test-routes; no key needed unless it has a scope */
     ROUTE_PUBLIC = 1 << 2,      /* no key needed (probes) */
 };
 
@@ -86,6 +87,21 @@ unsigned api_error_status(enum err_code code);
  * {requests,tokens}) and, when h->retry_after_s > 0, Retry-After. Call
  * before responding, on successes and 429s alike (api/ratelimit.c). */
 void api_ratelimit_headers(struct http_request *r, const struct admission_headers *h);
+/* Admission for an inference handler (api/metering.c): checks that the
+ * key and plan allow `model`, admits the caller (server/admission.h),
+ * adds the rate-limit headers, and on refusal responds (403 model, 400
+ * max_tokens, 429 rate_limit_exceeded / insufficient_quota with
+ * Retry-After) and returns false. On success the handler must pass
+ * ticket->max_tokens to the engine and call admission_settle() exactly
+ * once when the request ends, however it ends. */
+bool api_admit(struct api_call *c, const char *model, int64_t est_prompt_tokens,
+               int64_t max_tokens, struct admission_ticket *ticket);
+/* A usage record for this call, with ids, model, endpoint (the path),
+ * the ticket's plan version and started_at filled; the caller sets the
+ * token counts, finish_reason, client_aborted, status, queue_ms,
+ * compute_ms and finished_at, then ledger_record()s it. */
+void api_usage_record_init(const struct api_call *c, const struct admission_ticket *t,
+                           const char *model, int64_t started_at, struct usage_record *out);
 /* "key:<key id>", the audit actor for a change made through the API. */
 void api_actor(const struct api_call *c, char *out, size_t size);
 
@@ -96,6 +112,7 @@ void api_version(struct api_call *c);
 void api_test_slow(struct api_call *c);
 void api_test_stream(struct api_call *c);
 void api_test_echo(struct api_call *c);
+void api_test_metered(struct api_call *c);
 
 /* /admin/v1 (api/admin_*.c), scope admin */
 void api_admin_customers_create(struct api_call *c);

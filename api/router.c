@@ -150,7 +150,9 @@ bool api_on_headers(struct http_request *r, void *daemon)
     call->d = d;
     match(found->pattern, path, call);
     http_request_set_state(r, call, free);
-    if (!(found->flags & (ROUTE_PUBLIC | ROUTE_TEST_ONLY)) && !authenticate(call, found))
+    bool public = (found->flags & ROUTE_PUBLIC) ||
+                  ((found->flags & ROUTE_TEST_ONLY) && found->scope == 0);
+    if (!public && !authenticate(call, found))
         return false;
     if ((found->flags & ROUTE_JSON_BODY) && !is_json(http_request_header(r, "Content-Type"))) {
         err_set(&e, ERR_MEDIA_TYPE, "Content-Type must be application/json");

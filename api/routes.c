@@ -35,6 +35,7 @@ const struct route api_routes[] = {
     {"GET", "/_test/slow", api_test_slow, ROUTE_TEST_ONLY, 0},
     {"GET", "/_test/stream", api_test_stream, ROUTE_TEST_ONLY, 0},
     {"POST", "/_test/echo", api_test_echo, ROUTE_JSON_BODY | ROUTE_TEST_ONLY, 0},
+    {"GET", "/_test/metered", api_test_metered, ROUTE_TEST_ONLY, SCOPE_INFERENCE},
 };
 
 const int api_routes_count = (int)(sizeof api_routes / sizeof api_routes[0]);

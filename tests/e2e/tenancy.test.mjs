@@ -362,6 +362,138 @@ describe('tenancy', () => {
   });
 });
 
+describe('metering: admission and the ledger through a stand-in inference route', () => {
+  let d, admin;
+  before(async () => {
+    d = await startDaemon({ args: ['--test-routes'] });
+    admin = credentials(d).MAASD_ADMIN_KEY;
+  });
+  after(async () => {
+    const ex = await d.stop('SIGTERM');
+    await d.cleanup();
+    assert.equal(ex.code, 0, d.stderrText().slice(-3000));
+  });
+
+  async function customer(name, plan, keyBody = {}) {
+    const c = await call(d, admin, 'POST', '/admin/v1/customers', { name });
+    await call(d, admin, 'POST', `/admin/v1/customers/${c.json.id}/subscription`, { plan });
+    const k = await call(d, admin, 'POST', `/admin/v1/customers/${c.json.id}/keys`, { scopes: ['inference', 'usage:read'], ...keyBody });
+    assert.equal(k.status, 200, k.text);
+    return { id: c.json.id, key: k.json.secret, keyId: k.json.id };
+  }
+  const metered = (c, q = '') => call(d, c.key, 'GET', `/_test/metered?${q}`);
+
+  test('rate-limit headers on every answer; 429 with Retry-After past requests per minute', async () => {
+    const c = await customer('Limited', 'free');
+    let r = await metered(c, 'prompt_tokens=20&max_tokens=100&completion_tokens=30');
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.headers.get('x-ratelimit-limit-requests'), '20');
+    assert.equal(r.headers.get('x-ratelimit-remaining-requests'), '19');
+    assert.equal(r.headers.get('x-ratelimit-limit-tokens'), '10000');
+    assert.equal(r.headers.get('x-ratelimit-remaining-tokens'), '9880'); // 20 + 100 reserved
+    assert.match(r.headers.get('x-ratelimit-reset-requests'), /^\d+(\.\d+)?(ms|s)$|^\d+m\d+(\.\d+)?s$/);
+    assert.deepEqual(r.json.usage, { prompt_tokens: 20, completion_tokens: 30 });
+    let limited = null;
+    for (let i = 0; i < 25 && !limited; i++) {
+      r = await metered(c);
+      if (r.status === 429) limited = r;
+    }
+    assert.ok(limited, 'the free plan allows 20 requests a minute');
+    assert.equal(limited.json.error.code, 'rate_limit_exceeded');
+    assert.equal(limited.json.error.type, 'rate_limit_error');
+    assert.ok(Number(limited.headers.get('retry-after')) >= 1);
+    assert.equal(limited.headers.get('x-ratelimit-remaining-requests'), '0');
+    // The SDK raises its typed error (no retries here).
+    const client = new OpenAI({ apiKey: c.key, baseURL: `${d.url}/_test`, maxRetries: 0 });
+    await assert.rejects(client.get('/metered'), OpenAI.RateLimitError);
+  });
+
+  test('concurrent requests beyond the plan are refused, and nothing is reserved for them', async () => {
+    const c = await customer('Concurrent', 'free'); // 2 at a time
+    const rs = await Promise.all([0, 1, 2].map(() => metered(c, `ms=${600 * SLOW}`)));
+    const codes = rs.map((r) => r.status).sort();
+    assert.deepEqual(codes, [200, 200, 429]);
+    assert.match(rs.find((r) => r.status === 429).json.error.message, /concurrent/);
+    assert.equal((await metered(c)).status, 200, 'slots come back when requests end');
+  });
+
+  test('a hard cap is never exceeded, even by a burst; credits lift it', async () => {
+    const plan = await call(d, admin, 'POST', '/admin/v1/plans/tiny/versions', {
+      name: 'Tiny', billing_interval: 'month', base_fee_micros: 0, included_tokens: 300,
+      price_input_per_1m_micros: 0, price_output_per_1m_micros: 0, requests_per_minute: 1000,
+      tokens_per_minute: 100000, max_concurrent_requests: 100, max_tokens_per_request: 100, hard_cap: true,
+    });
+    assert.equal(plan.status, 200, plan.text);
+    const c = await customer('Capped', 'tiny');
+    // 20 at once, each wanting 10 + 50 tokens, against 300 included.
+    const rs = await Promise.all(Array.from({ length: 20 }, () => metered(c, `prompt_tokens=10&max_tokens=50&ms=${100 * SLOW}`)));
+    const ok = rs.filter((r) => r.status === 200);
+    const capped = rs.filter((r) => r.status === 429);
+    assert.ok(ok.length >= 5 && capped.length >= 1, rs.map((r) => r.status).join(','));
+    for (const r of capped) {
+      assert.equal(r.json.error.code, 'insufficient_quota');
+      assert.ok(Number(r.headers.get('retry-after')) > 0);
+    }
+    const used = Number(sql(d, `SELECT sum(prompt_tokens + completion_tokens) FROM usage_ledger WHERE customer_id = '${c.id}'`));
+    assert.ok(used <= 300, `used ${used} of 300`);
+    assert.equal(used, ok.reduce((s, r) => s + r.json.usage.prompt_tokens + r.json.usage.completion_tokens, 0));
+    // Whatever is left is granted as a smaller completion budget.
+    const left = 300 - used;
+    if (left > 10) {
+      const r = await metered(c, 'prompt_tokens=10&max_tokens=100');
+      assert.equal(r.json.max_tokens, Math.min(100, left - 10));
+    }
+    assert.equal((await metered(c, 'prompt_tokens=10')).status, 429);
+    // A token credit lifts the cap.
+    const g = await call(d, admin, 'POST', `/admin/v1/customers/${c.id}/credits`, { unit: 'tokens', amount: 1000, reason: 'goodwill' });
+    assert.equal(g.status, 200, g.text);
+    assert.equal((await metered(c, 'prompt_tokens=10&max_tokens=50')).status, 200);
+  });
+
+  test('each request is one ledger row, visible in /v1/usage; a client that left is recorded too', async () => {
+    const c = await customer('Ledgered', 'pro');
+    for (let i = 0; i < 3; i++) assert.equal((await metered(c, 'prompt_tokens=7&max_tokens=5')).status, 200);
+    const ctl = new AbortController();
+    const gone = fetch(`${d.url}/_test/metered?ms=${400 * SLOW}`, { headers: { Authorization: `Bearer ${c.key}`, 'X-Request-Id': 'left-early-1' }, signal: ctl.signal }).catch(() => 'aborted');
+    await sleep(100 * SLOW);
+    ctl.abort();
+    assert.equal(await gone, 'aborted');
+    for (let i = 0; i < 50 && sql(d, "SELECT count(*) FROM usage_ledger WHERE request_id = 'left-early-1'") !== '1'; i++) await sleep(100);
+    assert.equal(sql(d, "SELECT client_aborted FROM usage_ledger WHERE request_id = 'left-early-1'"), '1');
+    const pv = sql(d, `SELECT group_concat(DISTINCT plan_version_id) FROM usage_ledger WHERE customer_id = '${c.id}'`);
+    assert.equal(pv, sql(d, "SELECT id FROM plan_versions WHERE plan_id = 'pro' AND version = 1"));
+    // Yesterday to tomorrow, so a run across midnight UTC still sees every row.
+    const start = Math.floor(Date.now() / 86400000) * 86400 - 86400;
+    const u = await call(d, c.key, 'GET', `/v1/usage?start_time=${start}&end_time=${start + 3 * 86400}&group_by=model`);
+    assert.equal(u.json.data.length, 3);
+    const res = u.json.data.flatMap((b) => b.results);
+    assert.ok(res.length >= 1 && res.every((x) => x.model === 'test'));
+    const sum = (f) => res.reduce((s, x) => s + x[f], 0);
+    res[0] = { model: 'test', num_model_requests: sum('num_model_requests'), input_tokens: sum('input_tokens') };
+    assert.equal(res[0].model, 'test');
+    assert.equal(res[0].num_model_requests, 4);
+    assert.equal(res[0].input_tokens, 3 * 7 + 10);
+  });
+
+  test('a key limited to some models cannot use others', async () => {
+    const c = await customer('Narrow', 'pro', { allowed_models: ['small'] });
+    assert.equal((await metered(c, 'model=small')).status, 200);
+    const r = await metered(c, 'model=large');
+    assert.equal(r.status, 403);
+    assert.equal(r.json.error.param, 'model');
+  });
+
+  test('the stand-in route needs an inference key like a real one', async () => {
+    assert401(await call(d, null, 'GET', '/_test/metered'));
+    assert.equal((await call(d, admin, 'GET', '/_test/metered')).status, 403);
+    // The operator has no subscription: admitted nowhere.
+    const op = await call(d, admin, 'POST', `/admin/v1/customers/${credentials(d).MAASD_OPERATOR_CUSTOMER}/keys`, { scopes: ['inference'] });
+    const r = await call(d, op.json.secret, 'GET', '/_test/metered');
+    assert.equal(r.status, 429);
+    assert.equal(r.json.error.code, 'insufficient_quota');
+  });
+});
+
 describe('later starts', () => {
   test('a restart creates nothing and prints no secret', async () => {
     const d = await startDaemon();
