@@ -2,12 +2,12 @@
  * admin.h — what the /admin/v1 handlers (api/admin_*.c) share.
  *
  * Writes
- *   A handler never writes the database itself: it fills a struct
- *   admin_write with a job (a store call from server/customers.h etc.),
- *   and admin_write_submit() suspends the request, runs the job on the
- *   writer thread inside the writer's transaction, and answers from the
- *   loop thread once it committed: 200 with the job's JSON, or the job's
- *   error. A client that leaves early does not stop the write.
+ *   A handler never writes the database itself: it passes a job (a store
+ *   call from server/customers.h etc.) to admin_write(), which suspends the
+ *   request, runs the job on the writer thread inside the writer's
+ *   transaction, and answers from the loop thread once it committed: 200
+ *   with the JSON the job left in w->result, or the job's error. A client
+ *   that leaves early does not stop the write.
  *
  * Idempotency-Key
  *   Honoured on every admin POST, scoped to the calling key's customer:
@@ -35,7 +35,7 @@ struct admin_write;
 typedef bool (*admin_job_fn)(sqlite3 *db, struct admin_write *w, struct err *e);
 
 struct admin_write {
-    /* Set by the handler (admin_write_new fills actor, now, pepper, ids). */
+    /* Inputs of the job, filled by admin_write() from the call. */
     admin_job_fn job;
     char actor[64];
     int64_t now;
@@ -57,10 +57,13 @@ struct admin_write {
     char *response;
 };
 
-/* A write for this call; parses the body (an empty body is {}). Responds
- * 400 and returns NULL when the body is not a JSON object. */
-struct admin_write *admin_write_new(struct api_call *c, admin_job_fn job);
-void admin_write_submit(struct api_call *c, struct admin_write *w);
+/* Run `job` for this call as described above. The body (an empty body is
+ * {}) must be a JSON object, else 400. */
+void admin_write(struct api_call *c, admin_job_fn job);
+
+/* Answer a read: 200 with `json` (text, freed here) or `list` (consumed)
+ * when ok, else the error. */
+void admin_answer(struct api_call *c, bool ok, char *json, cJSON *list, const struct err *e);
 
 /* Respond with a JSON text (not consumed). */
 void admin_respond_text(struct http_request *r, unsigned status, const char *json);

@@ -101,7 +101,7 @@ static void on_close(struct http_request *r, void *arg, bool aborted)
     write_free(w);
 }
 
-struct admin_write *admin_write_new(struct api_call *c, admin_job_fn job)
+static struct admin_write *write_new(struct api_call *c, admin_job_fn job)
 {
     size_t len;
     const char *text = http_request_body(c->req, &len);
@@ -171,7 +171,7 @@ static void done(void *arg, const struct err *e)
     write_free(w);
 }
 
-void admin_write_submit(struct api_call *c, struct admin_write *w)
+static void write_submit(struct api_call *c, struct admin_write *w)
 {
     struct daemon_ctx *d = c->d;
     const char *ikey = http_request_header(c->req, "Idempotency-Key");
@@ -216,4 +216,24 @@ bool admin_customer_exists(sqlite3 *db, const char *customer_id, struct err *e)
     bool ok = customers_get(db, customer_id, &json, e);
     free(json);
     return ok;
+}
+
+void admin_write(struct api_call *c, admin_job_fn job)
+{
+    struct admin_write *w = write_new(c, job);
+    if (w)
+        write_submit(c, w);
+}
+
+void admin_answer(struct api_call *c, bool ok, char *json, cJSON *list, const struct err *e)
+{
+    if (!ok)
+        api_respond_error(c->req, e);
+    else if (list)
+        api_respond_json(c->req, 200, list);
+    else
+        admin_respond_text(c->req, 200, json);
+    if (!ok)
+        cJSON_Delete(list);
+    free(json);
 }

@@ -28,9 +28,7 @@ static bool grant_job(sqlite3 *db, struct admin_write *w, struct err *e)
 
 void api_admin_credits_grant(struct api_call *c)
 {
-    struct admin_write *w = admin_write_new(c, grant_job);
-    if (w)
-        admin_write_submit(c, w);
+    admin_write(c, grant_job);
 }
 
 void api_admin_credits_list(struct api_call *c)
@@ -41,9 +39,7 @@ void api_admin_credits_list(struct api_call *c)
         return;
     struct err e = {0};
     cJSON *list = NULL;
-    if (admin_customer_exists(c->d->db_read, c->params[0], &e) &&
-        credits_list(c->d->db_read, c->params[0], limit, after, &list, &e))
-        api_respond_json(c->req, 200, list);
-    else
-        api_respond_error(c->req, &e);
+    bool ok = admin_customer_exists(c->d->db_read, c->params[0], &e) &&
+              credits_list(c->d->db_read, c->params[0], limit, after, &list, &e);
+    admin_answer(c, ok, NULL, list, &e);
 }

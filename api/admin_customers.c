@@ -16,9 +16,7 @@ static bool create_job(sqlite3 *db, struct admin_write *w, struct err *e)
 
 void api_admin_customers_create(struct api_call *c)
 {
-    struct admin_write *w = admin_write_new(c, create_job);
-    if (w)
-        admin_write_submit(c, w);
+    admin_write(c, create_job);
 }
 
 static bool update_job(sqlite3 *db, struct admin_write *w, struct err *e)
@@ -32,20 +30,15 @@ static bool update_job(sqlite3 *db, struct admin_write *w, struct err *e)
 
 void api_admin_customers_update(struct api_call *c)
 {
-    struct admin_write *w = admin_write_new(c, update_job);
-    if (w)
-        admin_write_submit(c, w);
+    admin_write(c, update_job);
 }
 
 void api_admin_customers_get(struct api_call *c)
 {
     struct err e = {0};
     char *json = NULL;
-    if (customers_get(c->d->db_read, c->params[0], &json, &e))
-        admin_respond_text(c->req, 200, json);
-    else
-        api_respond_error(c->req, &e);
-    free(json);
+    bool ok = customers_get(c->d->db_read, c->params[0], &json, &e);
+    admin_answer(c, ok, json, NULL, &e);
 }
 
 void api_admin_customers_list(struct api_call *c)
@@ -56,8 +49,6 @@ void api_admin_customers_list(struct api_call *c)
         return;
     struct err e = {0};
     cJSON *list = NULL;
-    if (customers_list(c->d->db_read, limit, after, &list, &e))
-        api_respond_json(c->req, 200, list);
-    else
-        api_respond_error(c->req, &e);
+    bool ok = customers_list(c->d->db_read, limit, after, &list, &e);
+    admin_answer(c, ok, NULL, list, &e);
 }

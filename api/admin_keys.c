@@ -28,9 +28,7 @@ static bool issue_job(sqlite3 *db, struct admin_write *w, struct err *e)
 
 void api_admin_keys_issue(struct api_call *c)
 {
-    struct admin_write *w = admin_write_new(c, issue_job);
-    if (w)
-        admin_write_submit(c, w);
+    admin_write(c, issue_job);
 }
 
 static bool revoke_job(sqlite3 *db, struct admin_write *w, struct err *e)
@@ -40,9 +38,7 @@ static bool revoke_job(sqlite3 *db, struct admin_write *w, struct err *e)
 
 void api_admin_keys_revoke(struct api_call *c)
 {
-    struct admin_write *w = admin_write_new(c, revoke_job);
-    if (w)
-        admin_write_submit(c, w);
+    admin_write(c, revoke_job);
 }
 
 static bool rotate_job(sqlite3 *db, struct admin_write *w, struct err *e)
@@ -55,20 +51,15 @@ static bool rotate_job(sqlite3 *db, struct admin_write *w, struct err *e)
 
 void api_admin_keys_rotate(struct api_call *c)
 {
-    struct admin_write *w = admin_write_new(c, rotate_job);
-    if (w)
-        admin_write_submit(c, w);
+    admin_write(c, rotate_job);
 }
 
 void api_admin_keys_get(struct api_call *c)
 {
     struct err e = {0};
     char *json = NULL;
-    if (keys_get(c->d->db_read, c->params[0], &json, &e))
-        admin_respond_text(c->req, 200, json);
-    else
-        api_respond_error(c->req, &e);
-    free(json);
+    bool ok = keys_get(c->d->db_read, c->params[0], &json, &e);
+    admin_answer(c, ok, json, NULL, &e);
 }
 
 void api_admin_keys_list(struct api_call *c)
@@ -79,9 +70,7 @@ void api_admin_keys_list(struct api_call *c)
         return;
     struct err e = {0};
     cJSON *list = NULL;
-    if (admin_customer_exists(c->d->db_read, c->params[0], &e) &&
-        keys_list(c->d->db_read, c->params[0], limit, after, &list, &e))
-        api_respond_json(c->req, 200, list);
-    else
-        api_respond_error(c->req, &e);
+    bool ok = admin_customer_exists(c->d->db_read, c->params[0], &e) &&
+              keys_list(c->d->db_read, c->params[0], limit, after, &list, &e);
+    admin_answer(c, ok, NULL, list, &e);
 }

@@ -17,17 +17,13 @@ static bool version_job(sqlite3 *db, struct admin_write *w, struct err *e)
 
 void api_admin_plans_create_version(struct api_call *c)
 {
-    struct admin_write *w = admin_write_new(c, version_job);
-    if (w)
-        admin_write_submit(c, w);
+    admin_write(c, version_job);
 }
 
 void api_admin_plans_list(struct api_call *c)
 {
     struct err e = {0};
     cJSON *list = NULL;
-    if (plans_list(c->d->db_read, store_now_ms(), &list, &e))
-        api_respond_json(c->req, 200, list);
-    else
-        api_respond_error(c->req, &e);
+    bool ok = plans_list(c->d->db_read, store_now_ms(), &list, &e);
+    admin_answer(c, ok, NULL, list, &e);
 }

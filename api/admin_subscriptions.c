@@ -23,9 +23,7 @@ static bool create_job(sqlite3 *db, struct admin_write *w, struct err *e)
 
 void api_admin_subscriptions_create(struct api_call *c)
 {
-    struct admin_write *w = admin_write_new(c, create_job);
-    if (w)
-        admin_write_submit(c, w);
+    admin_write(c, create_job);
 }
 
 static bool change_job(sqlite3 *db, struct admin_write *w, struct err *e)
@@ -40,9 +38,7 @@ static bool change_job(sqlite3 *db, struct admin_write *w, struct err *e)
 
 void api_admin_subscriptions_change(struct api_call *c)
 {
-    struct admin_write *w = admin_write_new(c, change_job);
-    if (w)
-        admin_write_submit(c, w);
+    admin_write(c, change_job);
 }
 
 static bool cancel_job(sqlite3 *db, struct admin_write *w, struct err *e)
@@ -54,19 +50,14 @@ static bool cancel_job(sqlite3 *db, struct admin_write *w, struct err *e)
 
 void api_admin_subscriptions_cancel(struct api_call *c)
 {
-    struct admin_write *w = admin_write_new(c, cancel_job);
-    if (w)
-        admin_write_submit(c, w);
+    admin_write(c, cancel_job);
 }
 
 void api_admin_subscriptions_get(struct api_call *c)
 {
     struct err e = {0};
     char *json = NULL;
-    if (admin_customer_exists(c->d->db_read, c->params[0], &e) &&
-        subscriptions_get(c->d->db_read, c->params[0], &json, &e))
-        admin_respond_text(c->req, 200, json);
-    else
-        api_respond_error(c->req, &e);
-    free(json);
+    bool ok = admin_customer_exists(c->d->db_read, c->params[0], &e) &&
+              subscriptions_get(c->d->db_read, c->params[0], &json, &e);
+    admin_answer(c, ok, json, NULL, &e);
 }

@@ -8,24 +8,30 @@
 #include "server/daemon.h"
 #include "server/store.h"
 
+/* x-ratelimit-{limit,remaining,reset}-<what> */
+static void limit_headers(struct http_request *r, const char *what, int64_t limit,
+                          int64_t remaining, int64_t reset_ms)
+{
+    char name[48], v[32];
+    snprintf(name, sizeof name, "x-ratelimit-limit-%s", what);
+    snprintf(v, sizeof v, "%lld", (long long)limit);
+    http_response_header(r, name, v);
+    snprintf(name, sizeof name, "x-ratelimit-remaining-%s", what);
+    snprintf(v, sizeof v, "%lld", (long long)remaining);
+    http_response_header(r, name, v);
+    snprintf(name, sizeof name, "x-ratelimit-reset-%s", what);
+    admission_format_duration(reset_ms, v, sizeof v);
+    http_response_header(r, name, v);
+}
+
 void api_ratelimit_headers(struct http_request *r, const struct admission_headers *h)
 {
     if (!h->valid)
         return;
-    char v[32];
-    snprintf(v, sizeof v, "%lld", (long long)h->limit_requests);
-    http_response_header(r, "x-ratelimit-limit-requests", v);
-    snprintf(v, sizeof v, "%lld", (long long)h->remaining_requests);
-    http_response_header(r, "x-ratelimit-remaining-requests", v);
-    admission_format_duration(h->reset_requests_ms, v, sizeof v);
-    http_response_header(r, "x-ratelimit-reset-requests", v);
-    snprintf(v, sizeof v, "%lld", (long long)h->limit_tokens);
-    http_response_header(r, "x-ratelimit-limit-tokens", v);
-    snprintf(v, sizeof v, "%lld", (long long)h->remaining_tokens);
-    http_response_header(r, "x-ratelimit-remaining-tokens", v);
-    admission_format_duration(h->reset_tokens_ms, v, sizeof v);
-    http_response_header(r, "x-ratelimit-reset-tokens", v);
+    limit_headers(r, "requests", h->limit_requests, h->remaining_requests, h->reset_requests_ms);
+    limit_headers(r, "tokens", h->limit_tokens, h->remaining_tokens, h->reset_tokens_ms);
     if (h->retry_after_s > 0) {
+        char v[32];
         snprintf(v, sizeof v, "%lld", (long long)h->retry_after_s);
         http_response_header(r, "Retry-After", v);
     }

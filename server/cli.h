@@ -21,6 +21,7 @@ bool cli_db_path(const char *flag, char *out, size_t size, struct err *e);
 
 /* ---- tenancy subcommands (server/cmd_*.c) and their helpers (cli_store.c) ---- */
 
+#include <cJSON.h>
 #include <sqlite3.h>
 #include <stdint.h>
 
@@ -59,6 +60,13 @@ bool cli_store_pepper(const struct cli_parsed *p, sqlite3 *db, uint8_t out[APIKE
 void cli_actor(char *out, size_t size);
 /* Print a JSON text pretty on stdout. */
 void cli_print_json(const char *json);
+/* The end of a tenancy subcommand: finish the store (commit when ok),
+ * print `list` (consumed) or else `json` (freed) on success, and return
+ * the exit status (the error rendered by cli_fail otherwise). */
+int cli_store_done(sqlite3 *db, bool ok, char *json, cJSON *list, struct err *e);
+/* Print `usage`: on stdout with status 0 for `sub` "--help", else on
+ * stderr with status 2. */
+int cli_usage(const char *usage, const char *sub);
 
 int cmd_customers(int argc, char **argv);
 int cmd_keys(int argc, char **argv);

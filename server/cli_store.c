@@ -162,3 +162,25 @@ void cli_print_json(const char *json)
     free(s);
     cJSON_Delete(j);
 }
+
+int cli_store_done(sqlite3 *db, bool ok, char *json, cJSON *list, struct err *e)
+{
+    ok = cli_store_finish(db, ok, e);
+    if (ok && list) {
+        char *text = cJSON_Print(list);
+        printf("%s\n", text ? text : "null");
+        free(text);
+    } else if (ok) {
+        cli_print_json(json);
+    }
+    free(json);
+    cJSON_Delete(list);
+    return ok ? 0 : cli_fail(e);
+}
+
+int cli_usage(const char *usage, const char *sub)
+{
+    bool help = sub && strcmp(sub, "--help") == 0;
+    fputs(usage, help ? stdout : stderr);
+    return help ? 0 : 2;
+}

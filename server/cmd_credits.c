@@ -46,8 +46,7 @@ int cmd_credits(int argc, char **argv)
     const char *sub = argc > 0 ? argv[0] : "";
     bool is_grant = strcmp(sub, "grant") == 0, is_list = strcmp(sub, "list") == 0;
     if (!is_grant && !is_list) {
-        fputs(usage, strcmp(sub, "--help") == 0 ? stdout : stderr);
-        return strcmp(sub, "--help") == 0 ? 0 : 2;
+        return cli_usage(usage, sub);
     }
     struct cli_parsed p;
     struct err e = {0};
@@ -56,8 +55,7 @@ int cmd_credits(int argc, char **argv)
                    &p, &e))
         return cli_fail(&e);
     if (p.n_positional || !cli_opt(&p, "customer")) {
-        fputs(usage, stderr);
-        return 2;
+        return cli_usage(usage, "");
     }
     char actor[96];
     cli_actor(actor, sizeof actor);
@@ -71,13 +69,6 @@ int cmd_credits(int argc, char **argv)
         int64_t limit = 20;
         ok = cli_opt_int(&p, "limit", 1, TENANCY_LIST_MAX, &limit, &e) &&
              credits_list(db, cli_opt(&p, "customer"), (int)limit, cli_opt(&p, "after"), &list, &e);
-        if (ok)
-            json = cJSON_PrintUnformatted(list);
     }
-    ok = cli_store_finish(db, ok, &e);
-    if (ok)
-        cli_print_json(json);
-    free(json);
-    cJSON_Delete(list);
-    return ok ? 0 : cli_fail(&e);
+    return cli_store_done(db, ok, json, list, &e);
 }

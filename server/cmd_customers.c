@@ -21,8 +21,7 @@ int cmd_customers(int argc, char **argv)
     const char *sub = argc > 0 ? argv[0] : "";
     if (strcmp(sub, "create") != 0 && strcmp(sub, "list") != 0 && strcmp(sub, "get") != 0 &&
         strcmp(sub, "update") != 0) {
-        fputs(usage, strcmp(sub, "--help") == 0 ? stdout : stderr);
-        return strcmp(sub, "--help") == 0 ? 0 : 2;
+        return cli_usage(usage, sub);
     }
     struct cli_parsed p;
     struct err e = {0};
@@ -31,8 +30,7 @@ int cmd_customers(int argc, char **argv)
     bool write = strcmp(sub, "create") == 0 || strcmp(sub, "update") == 0;
     bool need_id = strcmp(sub, "get") == 0 || strcmp(sub, "update") == 0;
     if (need_id != (p.n_positional == 1)) {
-        fputs(usage, stderr);
-        return 2;
+        return cli_usage(usage, "");
     }
     char actor[96];
     cli_actor(actor, sizeof actor);
@@ -53,13 +51,6 @@ int cmd_customers(int argc, char **argv)
         int64_t limit = 20;
         ok = cli_opt_int(&p, "limit", 1, TENANCY_LIST_MAX, &limit, &e) &&
              customers_list(db, (int)limit, cli_opt(&p, "after"), &list, &e);
-        if (ok)
-            json = cJSON_PrintUnformatted(list);
     }
-    ok = cli_store_finish(db, ok, &e);
-    if (ok)
-        cli_print_json(json);
-    free(json);
-    cJSON_Delete(list);
-    return ok ? 0 : cli_fail(&e);
+    return cli_store_done(db, ok, json, list, &e);
 }

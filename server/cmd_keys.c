@@ -64,8 +64,7 @@ int cmd_keys(int argc, char **argv)
     bool is_issue = strcmp(sub, "issue") == 0, is_list = strcmp(sub, "list") == 0;
     bool is_revoke = strcmp(sub, "revoke") == 0, is_rotate = strcmp(sub, "rotate") == 0;
     if (!is_issue && !is_list && !is_revoke && !is_rotate) {
-        fputs(usage, strcmp(sub, "--help") == 0 ? stdout : stderr);
-        return strcmp(sub, "--help") == 0 ? 0 : 2;
+        return cli_usage(usage, sub);
     }
     struct cli_parsed p;
     struct err e = {0};
@@ -74,8 +73,7 @@ int cmd_keys(int argc, char **argv)
                    &p, &e))
         return cli_fail(&e);
     if ((is_revoke || is_rotate) != (p.n_positional == 1) || (is_issue && p.n_positional)) {
-        fputs(usage, stderr);
-        return 2;
+        return cli_usage(usage, "");
     }
     char actor[96], secret[APIKEY_LEN + 1] = "";
     cli_actor(actor, sizeof actor);
@@ -100,18 +98,15 @@ int cmd_keys(int argc, char **argv)
         ok = customer ? true : err_set_param(&e, ERR_INVALID, "customer", "--customer is required");
         ok = ok && cli_opt_int(&p, "limit", 1, TENANCY_LIST_MAX, &limit, &e) &&
              keys_list(db, customer, (int)limit, cli_opt(&p, "after"), &list, &e);
-        if (ok)
-            json = cJSON_PrintUnformatted(list);
     }
+    if (!is_issue && !is_rotate)
+        return cli_store_done(db, ok, json, list, &e);
     ok = cli_store_finish(db, ok, &e);
-    if (ok && (is_issue || is_rotate)) {
+    if (ok) {
         printf("%s\n", secret);
         report(json, stderr);
-    } else if (ok) {
-        cli_print_json(json);
     }
     memset(secret, 0, sizeof secret);
     free(json);
-    cJSON_Delete(list);
     return ok ? 0 : cli_fail(&e);
 }

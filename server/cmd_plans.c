@@ -109,8 +109,7 @@ int cmd_plans(int argc, char **argv)
     const char *sub = argc > 0 ? argv[0] : "";
     bool is_list = strcmp(sub, "list") == 0, is_create = strcmp(sub, "create-version") == 0;
     if (!is_list && !is_create) {
-        fputs(usage, strcmp(sub, "--help") == 0 ? stdout : stderr);
-        return strcmp(sub, "--help") == 0 ? 0 : 2;
+        return cli_usage(usage, sub);
     }
     char spec[1024] = "name= effective-from=";
     for (size_t i = 0; i < N_FLAGS; i++) {
@@ -122,8 +121,7 @@ int cmd_plans(int argc, char **argv)
     if (!cli_parse(argc - 1, argv + 1, spec, &p, &e))
         return cli_fail(&e);
     if (is_create != (p.n_positional == 1) || (is_list && p.n_positional)) {
-        fputs(usage, stderr);
-        return 2;
+        return cli_usage(usage, "");
     }
     char actor[96];
     cli_actor(actor, sizeof actor);
@@ -137,14 +135,7 @@ int cmd_plans(int argc, char **argv)
                                   store_now_ms(), &json, &e);
     } else if (ok) {
         ok = plans_list(db, store_now_ms(), &list, &e);
-        if (ok)
-            json = cJSON_PrintUnformatted(list);
     }
-    ok = cli_store_finish(db, ok, &e);
-    if (ok)
-        cli_print_json(json);
-    free(json);
-    cJSON_Delete(list);
     cJSON_Delete(fields);
-    return ok ? 0 : cli_fail(&e);
+    return cli_store_done(db, ok, json, list, &e);
 }

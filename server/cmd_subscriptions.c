@@ -19,8 +19,7 @@ int cmd_subscriptions(int argc, char **argv)
     bool create = strcmp(sub, "create") == 0, change = strcmp(sub, "change") == 0;
     bool cancel = strcmp(sub, "cancel") == 0, get = strcmp(sub, "get") == 0;
     if (!create && !change && !cancel && !get) {
-        fputs(usage, strcmp(sub, "--help") == 0 ? stdout : stderr);
-        return strcmp(sub, "--help") == 0 ? 0 : 2;
+        return cli_usage(usage, sub);
     }
     struct cli_parsed p;
     struct err e = {0};
@@ -28,8 +27,7 @@ int cmd_subscriptions(int argc, char **argv)
         return cli_fail(&e);
     const char *customer = cli_opt(&p, "customer"), *plan = cli_opt(&p, "plan");
     if (p.n_positional || !customer || ((create || change) && !plan)) {
-        fputs(usage, stderr);
-        return 2;
+        return cli_usage(usage, "");
     }
     char actor[96];
     cli_actor(actor, sizeof actor);
@@ -47,9 +45,5 @@ int cmd_subscriptions(int argc, char **argv)
         ok = subscriptions_cancel(db, actor, customer, cli_has(&p, "at-period-end"), now, &json, &e);
     else if (ok)
         ok = subscriptions_get(db, customer, &json, &e);
-    ok = cli_store_finish(db, ok, &e);
-    if (ok)
-        cli_print_json(json);
-    free(json);
-    return ok ? 0 : cli_fail(&e);
+    return cli_store_done(db, ok, json, NULL, &e);
 }
