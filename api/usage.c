@@ -138,22 +138,25 @@ static void run_query(uv_work_t *work)
     }
     int64_t n = (page_end_s - j->page_s + j->width_s - 1) / j->width_s;
     cJSON *data = cJSON_CreateArray();
+    /* Index the buckets: cJSON arrays are lists, and a page may hold 1440. */
+    cJSON **results = calloc((size_t)n, sizeof *results);
+    if (!results)
+        abort();
     for (int64_t i = 0; i < n; i++) {
         cJSON *b = cJSON_CreateObject();
         cJSON_AddStringToObject(b, "object", "bucket");
         int64_t bs = j->page_s + i * j->width_s, be = bs + j->width_s;
         cJSON_AddNumberToObject(b, "start_time", (double)bs);
         cJSON_AddNumberToObject(b, "end_time", (double)(be < j->end_s ? be : j->end_s));
-        cJSON_AddItemToObject(b, "results", cJSON_CreateArray());
+        results[i] = cJSON_AddArrayToObject(b, "results");
         cJSON_AddItemToArray(data, b);
     }
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t i = sqlite3_column_int64(st, 0);
-        cJSON *b = cJSON_GetArrayItem(data, (int)i);
-        if (!b)
+        if (i < 0 || i >= n)
             continue;
-        cJSON *r = result_for(j, cJSON_GetObjectItem(b, "results"),
+        cJSON *r = result_for(j, results[i],
                               (const char *)sqlite3_column_text(st, 1),
                               (const char *)sqlite3_column_text(st, 2));
         add_to(r, "num_model_requests", sqlite3_column_int64(st, 3));
@@ -162,6 +165,7 @@ static void run_query(uv_work_t *work)
     }
     if (rc != SQLITE_DONE)
         sq_fail(db, "reading usage", &j->err);
+    free(results);
     sqlite3_finalize(st);
     store_close(db);
     if (j->err.code != ERR_OK) {
