@@ -87,6 +87,10 @@ CREATE TABLE subscriptions (
 -- One live subscription per customer; canceled ones stay as history.
 CREATE UNIQUE INDEX subscriptions_one_live ON subscriptions (customer_id) WHERE status <> 'canceled';
 CREATE INDEX subscriptions_by_customer ON subscriptions (customer_id, created_at);
+-- The renewal job (every minute) finds what time has moved on without a scan.
+CREATE INDEX subscriptions_live_by_period_end ON subscriptions (current_period_end)
+    WHERE status <> 'canceled';
+CREATE INDEX subscriptions_trials_by_end ON subscriptions (trial_end) WHERE status = 'trialing';
 
 CREATE TABLE subscription_changes (
     id                    INTEGER PRIMARY KEY,

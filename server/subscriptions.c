@@ -283,8 +283,10 @@ bool subscriptions_roll(sqlite3 *db, int64_t now, int *n_changed, struct err *e)
     *n_changed = 0;
     sqlite3_stmt *st;
     if (!sq_prepare(db,
+                    /* Two index searches; an OR would scan every live subscription. */
                     "SELECT " SUB_COLUMNS " FROM subscriptions WHERE status <> 'canceled' AND "
-                    "(current_period_end <= ?1 OR (status = 'trialing' AND trial_end <= ?1))",
+                    "current_period_end <= ?1 UNION SELECT " SUB_COLUMNS " FROM subscriptions "
+                    "WHERE status = 'trialing' AND trial_end <= ?1",
                     &st, e, SQ_INT(now), SQ_END))
         return false;
     /* Collect first: the updates below must not run under an open cursor
