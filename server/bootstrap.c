@@ -138,13 +138,15 @@ bool bootstrap_first_start(sqlite3 *db, const uint8_t pepper[APIKEY_PEPPER_LEN],
 
 struct tick {
     int64_t now;
-    int renewed, purged;
+    int renewed, failed, purged;
+    struct err failure;
 };
 
 static bool tick_renew(sqlite3 *db, void *arg, struct err *e)
 {
     struct tick *t = arg;
-    return subscriptions_roll(db, t->now, &t->renewed, e);
+    return subscriptions_roll(db, t->now, &t->renewed, &t->failed, &t->failure) ||
+           err_set(e, t->failure.code, "%s", t->failure.msg);
 }
 
 static bool tick_purge(sqlite3 *db, void *arg, struct err *e)
@@ -158,7 +160,10 @@ static void tick_renew_done(void *arg, const struct err *e)
     struct tick *t = arg;
     if (e)
         log_line(LOG_ERROR, "subscription renewal failed", LF_STR("error", e->msg), LF_END);
-    else if (t->renewed)
+    else if (t->failed)
+        log_line(LOG_ERROR, "subscriptions could not be renewed", LF_INT("count", t->failed),
+                 LF_STR("error", t->failure.msg), LF_END);
+    if (!e && t->renewed)
         log_line(LOG_INFO, "subscriptions renewed", LF_INT("count", t->renewed), LF_END);
     free(t);
 }

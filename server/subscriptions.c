@@ -11,6 +11,7 @@
 #include "server/plans.h"
 #include "server/randid.h"
 #include "server/sq.h"
+#include "server/store.h"
 
 #define SUB_JSON(p)                                                                            \
     "json_object('object', 'subscription', 'id', " p "id, 'customer_id', " p "customer_id, "    \
@@ -278,9 +279,10 @@ static bool roll_one(sqlite3 *db, struct sub *s, int64_t now, struct err *e)
                    SQ_INT_OR_NULL(canceled_at), SQ_INT(now), SQ_TEXT(s->id), SQ_END);
 }
 
-bool subscriptions_roll(sqlite3 *db, int64_t now, int *n_changed, struct err *e)
+bool subscriptions_roll(sqlite3 *db, int64_t now, int *n_changed, int *n_failed, struct err *e)
 {
     *n_changed = 0;
+    *n_failed = 0;
     sqlite3_stmt *st;
     if (!sq_prepare(db,
                     /* Two index searches; an OR would scan every live subscription. */
@@ -310,9 +312,16 @@ bool subscriptions_roll(sqlite3 *db, int64_t now, int *n_changed, struct err *e)
     sqlite3_finalize(st);
     bool ok = rc == SQLITE_DONE || sq_fail(db, "reading subscriptions", e);
     for (size_t i = 0; ok && i < n; i++) {
-        ok = roll_one(db, &subs[i], now, e);
-        if (ok)
+        struct err one = {0};
+        if (!store_exec(db, "SAVEPOINT roll_one", e))
+            ok = false;
+        else if (roll_one(db, &subs[i], now, &one) && store_exec(db, "RELEASE roll_one", &one)) {
             (*n_changed)++;
+        } else {
+            sqlite3_exec(db, "ROLLBACK TO roll_one; RELEASE roll_one", NULL, NULL, NULL);
+            (*n_failed)++;
+            err_set(e, one.code, "subscription %s: %s", subs[i].id, one.msg);
+        }
     }
     free(subs);
     return ok;

@@ -53,7 +53,11 @@ bool subscriptions_change_plan(sqlite3 *db, const char *actor, const char *custo
                                const char *plan_id, int64_t now, char **json_out, struct err *e);
 bool subscriptions_cancel(sqlite3 *db, const char *actor, const char *customer_id,
                           bool at_period_end, int64_t now, char **json_out, struct err *e);
-/* Advance every live subscription to `now`; *n_changed counts them. */
-bool subscriptions_roll(sqlite3 *db, int64_t now, int *n_changed, struct err *e);
+/* Advance every live subscription to `now`; *n_changed counts them. One
+ * subscription that cannot be advanced (its changes are rolled back to a
+ * savepoint) does not hold the others back: it is counted in *n_failed
+ * and its error left in *e, and the call still returns true. false means
+ * the subscriptions could not be read at all. */
+bool subscriptions_roll(sqlite3 *db, int64_t now, int *n_changed, int *n_failed, struct err *e);
 
 #endif

@@ -13,6 +13,7 @@
 #include "server/credits.h"
 #include "server/customers.h"
 #include "server/keys.h"
+#include "server/plans.h"
 #include "server/sq.h"
 #include "server/store.h"
 #include "server/subscriptions.h"
@@ -258,9 +259,10 @@ static void test_subscription_lifecycle(void **state)
     fixture_commit(&f);
 
     /* Time passes: trial ends Feb 14, period renews Feb 28, Mar 31. */
-    int n = 0;
+    int n = 0, failed = 0;
     fixture_begin(&f);
-    assert_true(subscriptions_roll(f.db, at("2031-04-01"), &n, &e));
+    assert_true(subscriptions_roll(f.db, at("2031-04-01"), &n, &failed, &e));
+    assert_int_equal(failed, 0);
     fixture_commit(&f);
     assert_int_equal(n, 1);
     assert_true(subscriptions_get(f.db, cus, &json, &e));
@@ -283,7 +285,7 @@ static void test_subscription_lifecycle(void **state)
     /* Cancel at period end, then the renewal cancels instead. */
     assert_true(subscriptions_cancel(f.db, "t", cus, true, t1 + 1, &json, &e));
     free(json);
-    assert_true(subscriptions_roll(f.db, at("2032-05-01"), &n, &e));
+    assert_true(subscriptions_roll(f.db, at("2032-05-01"), &n, &failed, &e));
     fixture_commit(&f);
     assert_true(subscriptions_get(f.db, cus, &json, &e));
     assert_string_equal(fixture_json_str(json, "status"), "canceled");
@@ -305,6 +307,49 @@ static void test_subscription_lifecycle(void **state)
     fixture_commit(&f);
     assert_int_equal(count(&f, "SELECT count(*) FROM audit_log WHERE action LIKE 'subscription.%'"), 5);
     assert_false(sq_exec(f.db, "DELETE FROM subscription_changes", NULL, &e, SQ_END));
+    fixture_close(&f);
+}
+
+static void test_renewal_isolates_failures(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fixture_open(&f);
+    struct err e = {0};
+    char good[40], bad[40];
+    fixture_customer(&f, "Good", good);
+    fixture_customer(&f, "Bad", bad);
+    fixture_subscribe(&f, good, "free", at("2031-01-05T10:00:00Z"));
+    /* A plan whose only version starts in the future cannot price a past
+     * renewal: that subscription must not hold the other back. */
+    int64_t future = store_now_ms() + 365 * CALTIME_DAY_MS;
+    cJSON *in = cJSON_Parse("{\"billing_interval\":\"month\",\"base_fee_micros\":0,"
+                            "\"included_tokens\":1,\"price_input_per_1m_micros\":0,"
+                            "\"price_output_per_1m_micros\":0,\"requests_per_minute\":1,"
+                            "\"tokens_per_minute\":1,\"max_concurrent_requests\":1,"
+                            "\"max_tokens_per_request\":1,\"hard_cap\":true}");
+    cJSON_AddNumberToObject(in, "effective_from", (double)future);
+    char *json = NULL;
+    fixture_begin(&f);
+    assert_true(plans_create_version(f.db, "t", "later", NULL, in, store_now_ms(), &json, &e));
+    free(json);
+    cJSON_Delete(in);
+    assert_true(sq_exec(f.db,
+                        "INSERT INTO subscriptions (id, customer_id, plan_id, status, "
+                        "billing_anchor_day, billing_anchor_month, current_period_start, "
+                        "current_period_end, created_at, updated_at) VALUES ('sub_bad', ?, "
+                        "'later', 'active', 5, 1, ?, ?, 0, 0)",
+                        NULL, &e, SQ_TEXT(bad), SQ_INT(future - 31 * CALTIME_DAY_MS),
+                        SQ_INT(future - CALTIME_DAY_MS), SQ_END));
+    int n = 0, failed = 0;
+    assert_true(subscriptions_roll(f.db, at("2031-02-10"), &n, &failed, &e));
+    fixture_commit(&f);
+    assert_int_equal(n, 1);
+    assert_int_equal(failed, 1);
+    assert_non_null(strstr(e.msg, "sub_bad"));
+    assert_int_equal(count(&f, "SELECT count(*) FROM subscription_changes WHERE kind = 'renewed'"), 1);
+    assert_int_equal(count(&f, "SELECT current_period_end FROM subscriptions WHERE id = 'sub_bad'"),
+                     future - CALTIME_DAY_MS);
     fixture_close(&f);
 }
 
@@ -351,6 +396,7 @@ int main(void)
         cmocka_unit_test(test_revoke_and_rotate),
         cmocka_unit_test(test_erasure),
         cmocka_unit_test(test_subscription_lifecycle),
+        cmocka_unit_test(test_renewal_isolates_failures),
         cmocka_unit_test(test_credits),
     };
     return cmocka_run_group_tests_name("tenancy_store", tests, NULL, NULL);
