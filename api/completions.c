@@ -128,12 +128,12 @@ static void on_choice_done(void *ctx, struct http_request *r, int prompt, int c,
 }
 
 static void on_finish(void *ctx, struct http_request *r, const struct inference_usage *u,
-                      const struct err *e)
+                      const struct err *e, struct inference_response *out)
 {
     struct completion_job *j = ctx;
-    if (!r)
-        return; /* the client left; usage was recorded */
     if (j->stream) {
+        if (!r)
+            return;
         if (e)
             oai_sse_error(r, e);
         else if (j->include_usage)
@@ -142,8 +142,9 @@ static void on_finish(void *ctx, struct http_request *r, const struct inference_
         http_stream_end(r);
         return;
     }
+    /* Rendered even when the client left: it is kept for replay. */
     if (e) {
-        api_respond_error(r, e);
+        out->body = api_error_text(e, &out->status, &out->len);
         return;
     }
     cJSON *choices = cJSON_CreateArray();
@@ -168,7 +169,8 @@ static void on_finish(void *ctx, struct http_request *r, const struct inference_
             }
         }
     }
-    api_respond_json(r, 200, oai_completion_object(&j->meta, j->chat, choices, u));
+    out->status = 200;
+    out->body = api_json_text(oai_completion_object(&j->meta, j->chat, choices, u), &out->len);
 }
 
 static void handle(struct api_call *c, enum oai_endpoint ep)
@@ -208,6 +210,12 @@ static void handle(struct api_call *c, enum oai_endpoint ep)
         job_free(j);
         return;
     }
+    oai_response_meta_init(&j->meta, j->chat, m->id, m->tok);
+    if (!api_inference_admit(c, m, req.max_tokens >= 0, j->meta.id, &p)) {
+        oai_request_free(&req);
+        job_free(j);
+        return;
+    }
     j->n_prompts = p.n_prompts;
     j->choices = calloc((size_t)(j->n_prompts * j->n), sizeof *j->choices);
     if (!j->choices)
@@ -217,7 +225,6 @@ static void handle(struct api_call *c, enum oai_endpoint ep)
         for (int i = 0; i < j->n_prompts; i++)
             j->echo_text[i] = prompt_echo_text(m, &j->prompts, i);
     }
-    oai_response_meta_init(&j->meta, j->chat, m->id, m->tok);
 
     static const struct inference_callbacks cb = {
         .on_started = on_started,

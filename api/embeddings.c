@@ -8,6 +8,7 @@
  * float32 array, as the OpenAI SDKs expect.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +21,7 @@
 #include "server/models.h"
 
 struct embed_job {
+    char id[64];
     char model[64];
     bool base64;
     int dimensions;
@@ -75,13 +77,12 @@ static char *base64(const unsigned char *p, size_t n)
 }
 
 static void on_finish(void *ctx, struct http_request *r, const struct inference_usage *u,
-                      const struct err *e)
+                      const struct err *e, struct inference_response *out)
 {
+    (void)r;
     struct embed_job *j = ctx;
-    if (!r)
-        return;
     if (e) {
-        api_respond_error(r, e);
+        out->body = api_error_text(e, &out->status, &out->len);
         return;
     }
     cJSON *o = cJSON_CreateObject();
@@ -106,7 +107,8 @@ static void on_finish(void *ctx, struct http_request *r, const struct inference_
     cJSON *usage = cJSON_AddObjectToObject(o, "usage");
     cJSON_AddNumberToObject(usage, "prompt_tokens", (double)u->prompt_tokens);
     cJSON_AddNumberToObject(usage, "total_tokens", (double)u->prompt_tokens);
-    api_respond_json(r, 200, o);
+    out->status = 200;
+    out->body = api_json_text(o, &out->len);
 }
 
 void api_embeddings(struct api_call *c)
@@ -173,6 +175,12 @@ void api_embeddings(struct api_call *c)
         }
         p.prompts[i] = j->ids[i];
         p.n_prompt_tokens[i] = n;
+    }
+    oai_new_id("emb-", j->id, sizeof j->id);
+    if (!api_inference_admit(c, m, true, j->id, &p)) {
+        job_free(j);
+        oai_request_free(&req);
+        return;
     }
     oai_request_free(&req);
     static const struct inference_callbacks cb = {

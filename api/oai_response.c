@@ -113,15 +113,22 @@ static cJSON *bytes_array(const char *s, size_t len)
     return a;
 }
 
+void oai_new_id(const char *prefix, char *out, size_t size)
+{
+    /* 96 random bits: unique across restarts, so the id can be the ledger's
+     * primary key (a client-chosen X-Request-Id could repeat). */
+    unsigned char rnd[12] = {0};
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+        abort();
+    int n = snprintf(out, size, "%s", prefix);
+    for (size_t i = 0; i < sizeof rnd && (size_t)n + 2 < size; i++)
+        n += snprintf(out + n, size - (size_t)n, "%02x", rnd[i]);
+}
+
 void oai_response_meta_init(struct oai_response_meta *m, bool chat, const char *model,
                             const struct tokenizer *tok)
 {
-    unsigned char rnd[12] = {0};
-    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
-        memset(rnd, 0, sizeof rnd);
-    int n = snprintf(m->id, sizeof m->id, "%s", chat ? "chatcmpl-" : "cmpl-");
-    for (size_t i = 0; i < sizeof rnd; i++)
-        n += snprintf(m->id + n, sizeof m->id - (size_t)n, "%02x", rnd[i]);
+    oai_new_id(chat ? "chatcmpl-" : "cmpl-", m->id, sizeof m->id);
     m->created = (int64_t)time(NULL);
     snprintf(m->model, sizeof m->model, "%s", model);
     m->tok = tok;

@@ -59,6 +59,8 @@ struct oai_response_meta {
     char model[64];
     const struct tokenizer *tok;
 };
+/* prefix + 24 random hex digits. */
+void oai_new_id(const char *prefix, char *out, size_t size);
 void oai_response_meta_init(struct oai_response_meta *m, bool chat, const char *model,
                             const struct tokenizer *tok);
 

@@ -73,6 +73,13 @@ static const struct setting settings[] = {
      "an inference request still running after this fails with 504 (tokens used are billed)"},
     {"test-routes", "MAASD_TEST_ROUTES", SK_BOOL, F(test_routes), "false", 0, 0, "BOOL",
      "serve the /_test/* routes used by the test suite; never in production"},
+    {"key-pepper-file", "MAASD_KEY_PEPPER_FILE", SK_STRING, F(key_pepper_file), "", 0, 0, "PATH",
+     "secret that API key hashes are keyed with (default <db>.pepper, created on first start); "
+     "losing it invalidates every key: back it up apart from the database"},
+    {"idempotency-retention", "MAASD_IDEMPOTENCY_RETENTION", SK_DURATION,
+     F(idempotency_retention_ms), "24h", 24LL * 3600 * 1000, 30LL * 24 * 3600 * 1000, "DURATION",
+     "how long a response stored for an Idempotency-Key is replayed before it is deleted "
+     "(at least 24h)"},
 };
 
 #define N_SETTINGS (sizeof settings / sizeof settings[0])

@@ -54,6 +54,8 @@ struct config {
     int ctx_size;                     /* 0 = the model's trained context */
     int threads;                      /* 0 = every online CPU */
     uint64_t request_timeout_ms;
+    char key_pepper_file[CONFIG_PATH_MAX]; /* "" = <db_path>.pepper (server/pepper.h) */
+    uint64_t idempotency_retention_ms;     /* stored idempotent responses live this long */
 };
 
 /* Parse argv (after the subcommand name), the environment and the config

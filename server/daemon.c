@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "server/bootstrap.h"
 #include "server/log.h"
 #include "server/migrate.h"
 #include "server/store.h"
@@ -111,7 +112,8 @@ int daemon_serve(const struct config *cfg)
         goto fail;
     if (!prepare_database(cfg, &e) ||
         !writer_start(cfg->db_path, &d->mailbox, &d->writer, &e) ||
-        !store_open(cfg->db_path, STORE_READONLY, &d->db_read, &e))
+        !store_open(cfg->db_path, STORE_READONLY, &d->db_read, &e) ||
+        !bootstrap_daemon(d, &e))
         goto fail;
 
     if (!models_load(cfg, &d->models, &e))
@@ -156,6 +158,7 @@ done:
     writer_stop(d->writer);
     mailbox_drain(&d->mailbox);
     uv_run(&d->loop, UV_RUN_NOWAIT);
+    bootstrap_daemon_stop(d);
     store_close(d->db_read);
     if (uv_loop_close(&d->loop) != 0)
         log_line(LOG_WARN, "event loop closed with handles open", LF_END);

@@ -3,6 +3,7 @@
  * the event into the mailbox. */
 #include "server/inference.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +11,7 @@
 #include "server/log.h"
 #include "server/mailbox.h"
 #include "server/models.h"
+#include "server/store.h"
 
 struct inference;
 
@@ -25,6 +27,9 @@ struct inf_sub {
 
 struct inference {
     struct daemon_ctx *d;
+    struct inference_meter meter;
+    enum sched_finish first_finish;    /* of prompt 0, choice 0: the ledger's finish_reason */
+    struct inference_usage usage;
     struct http_request *req;          /* NULL once the client's request closed */
     struct served_model *model;
     struct inference_callbacks cb;
@@ -36,6 +41,7 @@ struct inference {
     bool client_gone;
     bool finished;                     /* on_finish called */
     bool http_closed;
+    bool freeing;
     uv_timer_t idle;                   /* until the first token, for on_idle */
     bool idle_on;
 };
@@ -77,8 +83,9 @@ static void stop_idle(struct inference *inf)
 
 static void maybe_free(struct inference *inf)
 {
-    if (!inf->finished || !inf->http_closed || inf->n_done < inf->n_subs)
+    if (!inf->finished || !inf->http_closed || inf->n_done < inf->n_subs || inf->freeing)
         return;
+    inf->freeing = true;
     uv_close((uv_handle_t *)&inf->idle, free_now);
 }
 
@@ -100,23 +107,99 @@ static char *copy_bytes(const char *s, size_t n)
     return c;
 }
 
-static void finish(struct inference *inf)
+static const char *finish_name(enum sched_finish f)
 {
-    struct inference_usage u = {.client_aborted = inf->client_gone};
-    for (int i = 0; i < inf->n_subs; i++) {
-        const struct inf_sub *s = &inf->subs[i];
-        u.prompt_tokens += s->prompt_tokens;
-        u.completion_tokens += s->completion_tokens;
-        if (s->queue_ms > u.queue_ms)
-            u.queue_ms = s->queue_ms;
-        if (s->compute_ms > u.compute_ms)
-            u.compute_ms = s->compute_ms;
-        if (s->first_token_ms >= 0 && (u.first_token_ms == 0 || s->first_token_ms < u.first_token_ms))
-            u.first_token_ms = s->first_token_ms;
+    switch (f) {
+    case SCHED_FINISH_STOP: return "stop";
+    case SCHED_FINISH_LENGTH: return "length";
+    case SCHED_FINISH_CANCELLED: return "cancelled";
+    case SCHED_FINISH_TIMEOUT: return "timeout";
+    case SCHED_FINISH_ERROR: return "error";
+    default: return "";
     }
+}
+
+/* The HTTP status the client gets (or would have got): what the ledger
+ * records. Only these failures can happen once the engine has run. */
+static int final_status(const struct inference *inf)
+{
+    if (inf->client_gone)
+        return 499; /* client closed the request (nginx's convention) */
+    switch (inf->err.code) {
+    case ERR_OK: return 200;
+    case ERR_TIMEOUT: return 504;
+    case ERR_UNAVAILABLE:
+    case ERR_OVERLOADED: return 503;
+    case ERR_INVALID: return 400;
+    default: return 500;
+    }
+}
+
+/* The ledger row committed (or failed): now, and only now, the response
+ * completes. */
+static void on_recorded(void *arg, const struct err *e)
+{
+    struct inference *inf = arg;
+    struct daemon_ctx *d = inf->d;
+    if (e) {
+        /* Never show a client a completion that is not in the ledger. */
+        log_line(LOG_ERROR, "ledger write failed", LF_STR("request", inf->meter.usage.request_id),
+                 LF_STR("error", e->msg), LF_END);
+        if (inf->err.code == ERR_OK)
+            err_set(&inf->err, ERR_INTERNAL, "the request could not be recorded; it was not billed");
+    }
+    struct inference_response out = {0};
     inf->finished = true;
     stop_idle(inf);
-    inf->cb.on_finish(inf->ctx, inf->req, &u, inf->err.code == ERR_OK ? NULL : &inf->err);
+    inf->cb.on_finish(inf->ctx, inf->req, &inf->usage,
+                      inf->err.code == ERR_OK ? NULL : &inf->err, &out);
+    if (inf->meter.idempotent) {
+        /* Kept for replay: a retry of this call is answered from here and
+         * never billed twice. Streams are not kept (body NULL). */
+        idempotency_complete(d->idempotency, d->writer, inf->meter.idem_customer,
+                             inf->meter.idem_key, out.status, out.body, out.len, store_now_ms());
+    }
+    if (out.body && inf->req)
+        http_respond_owned(inf->req, out.status, "application/json", out.body, out.len);
+    else
+        free(out.body);
+    maybe_free(inf);
+}
+
+static void finish(struct inference *inf)
+{
+    struct inference_usage *u = &inf->usage;
+    u->client_aborted = inf->client_gone;
+    u->first_token_ms = -1;
+    for (int i = 0; i < inf->n_subs; i++) {
+        const struct inf_sub *s = &inf->subs[i];
+        u->prompt_tokens += s->prompt_tokens;
+        u->completion_tokens += s->completion_tokens;
+        if (s->queue_ms > u->queue_ms)
+            u->queue_ms = s->queue_ms;
+        if (s->compute_ms > u->compute_ms)
+            u->compute_ms = s->compute_ms;
+        if (s->first_token_ms >= 0 && (u->first_token_ms < 0 || s->first_token_ms < u->first_token_ms))
+            u->first_token_ms = s->first_token_ms;
+    }
+    stop_idle(inf);
+    struct daemon_ctx *d = inf->d;
+    int64_t now = store_now_ms();
+    if (!inf->meter.admitted) {
+        on_recorded(inf, NULL);
+        return;
+    }
+    admission_settle(d->admission, &inf->meter.ticket, u->prompt_tokens, u->completion_tokens, now);
+    struct usage_record rec = inf->meter.usage;
+    rec.prompt_tokens = u->prompt_tokens;
+    rec.completion_tokens = u->completion_tokens;
+    snprintf(rec.finish_reason, sizeof rec.finish_reason, "%s", finish_name(inf->first_finish));
+    rec.client_aborted = inf->client_gone;
+    rec.status = final_status(inf);
+    rec.queue_ms = u->queue_ms;
+    rec.compute_ms = u->compute_ms;
+    rec.finished_at = now;
+    ledger_record(d->writer, &rec, on_recorded, inf);
 }
 
 static void on_event_loop(void *arg)
@@ -137,6 +220,8 @@ static void on_event_loop(void *arg)
         }
         break;
     case SCHED_EV_CHOICE_DONE:
+        if (sub->index == 0 && ev->choice == 0)
+            inf->first_finish = ev->finish;
         if (inf->req && !inf->client_gone && inf->cb.on_choice_done)
             inf->cb.on_choice_done(inf->ctx, inf->req, sub->index, ev->choice, ev->finish,
                                    ev->text, ev->text_len);
@@ -233,6 +318,7 @@ bool inference_start(struct daemon_ctx *d, struct http_request *r, const struct 
     inf->d = d;
     inf->req = r;
     inf->model = p->model;
+    inf->meter = p->meter;
     inf->cb = *cb;
     inf->ctx = ctx;
     inf->n_subs = p->n_prompts;
@@ -251,6 +337,13 @@ bool inference_start(struct daemon_ctx *d, struct http_request *r, const struct 
         reqs[i].user = &inf->subs[i];
     }
     if (!sched_submit(p->model->sched, reqs, p->n_prompts, ids, e)) {
+        if (p->meter.admitted) {
+            struct admission_ticket t = p->meter.ticket;
+            admission_settle(d->admission, &t, 0, 0, store_now_ms());
+        }
+        if (p->meter.idempotent)
+            idempotency_abandon(d->idempotency, d->writer, p->meter.idem_customer,
+                                p->meter.idem_key);
         free(inf);
         return false;
     }

@@ -6,13 +6,14 @@
  * builds the prompts, and calls inference_start(). From there this module
  * owns the call's lifecycle, on the loop thread:
  *
- *   admission (plan limits, reserved)      server/admission.h
+ *   admission (plan limits, reserved: done by the handler, api/metering.c)
  *     → scheduler submit, one per prompt   engine/scheduler.h
  *     → scheduler events, via the mailbox  → the handler's callbacks (render)
  *     → request done: usage settled with admission, one ledger row written
  *       through the writer thread, and only once it has COMMITTED is the
  *       handler's on_finish() called to complete the response. A response a
- *       client saw complete is therefore always in the ledger.
+ *       client saw complete is therefore always in the ledger. A
+ *       non-streamed response is then kept for Idempotency-Key replay.
  *
  *   If the client goes away, every scheduler request is cancelled at once;
  *   the tokens already processed are still settled and recorded
@@ -32,11 +33,13 @@
 
 #include "engine/err.h"
 #include "engine/scheduler.h"
+#include "server/admission.h"
 #include "server/http.h"
+#include "server/idempotency.h"
+#include "server/ledger.h"
 
 struct daemon_ctx;
 struct served_model;
-struct principal;
 
 #define INFERENCE_MAX_PROMPTS 64
 
@@ -58,6 +61,12 @@ struct inference_usage {
     bool client_aborted;
 };
 
+struct inference_response {
+    unsigned status;
+    char *body;
+    size_t len;
+};
+
 struct inference_callbacks {
     /* The scheduler accepted the work: a streaming handler starts its stream. */
     void (*on_started)(void *ctx, struct http_request *r);
@@ -70,15 +79,31 @@ struct inference_callbacks {
     /* Embeddings: the vector of one prompt. */
     void (*on_embedding)(void *ctx, struct http_request *r, int prompt, const float *v, int dim);
     /* Everything is done and recorded; `e` is set when the call failed
-     * (timeout, engine error, overloaded before anything ran). */
+     * (timeout, engine error, the ledger write failed). A non-streamed
+     * handler renders its final response into *out (status and a malloc'ed
+     * body, also when r is NULL: it is kept for idempotent replay) and
+     * inference.c sends it; a streaming handler ends its stream itself and
+     * leaves out->body NULL. */
     void (*on_finish)(void *ctx, struct http_request *r, const struct inference_usage *u,
-                      const struct err *e);
+                      const struct err *e, struct inference_response *out);
     void (*ctx_free)(void *ctx);
+};
+
+/* Billing for the call: admitted by the handler (api_inference_admit),
+ * settled and recorded here when the call ends. */
+struct inference_meter {
+    bool admitted;
+    struct admission_ticket ticket;
+    struct usage_record usage;            /* ids, model, endpoint, plan version, started_at */
+    bool idempotent;                      /* complete the Idempotency-Key at the end */
+    char idem_customer[RANDID_MAX];
+    char idem_key[IDEMPOTENCY_KEY_MAX + 1];
 };
 
 struct inference_params {
     struct served_model *model;
     const char *endpoint;                 /* "chat.completions", "completions", "embeddings" */
+    struct inference_meter meter;
     int idle_ms;                          /* on_idle period until the first token; 0 = never */
     const struct principal *who;          /* NULL while auth is off */
     struct sched_request req;             /* template: prompt/n_prompt per prompt below */
@@ -87,8 +112,10 @@ struct inference_params {
     int n_prompts;
 };
 
-/* Start the call. On failure (admission refused, queue full) nothing was
- * started: the handler renders `e` itself and ctx_free is NOT called. */
+/* Start the call. On failure (the queue is full, the server is stopping)
+ * nothing was started: the admission ticket is settled at zero, the
+ * Idempotency-Key released, and the handler renders `e` itself; ctx_free
+ * is NOT called. */
 bool inference_start(struct daemon_ctx *d, struct http_request *r, const struct inference_params *p,
                      const struct inference_callbacks *cb, void *ctx, struct err *e);
 
