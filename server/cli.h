@@ -20,6 +20,7 @@ bool cli_db_path(const char *flag, char *out, size_t size, struct err *e);
 /* Subcommands implemented in their own files (server/cmd_*.c). */
 int cmd_inspect(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 
 #endif
 
