@@ -4,7 +4,10 @@
  * tokenizer makes of a text, and back. Billing-free and cheap: they run on
  * the loop thread and never reach the scheduler.
  *
- *   {"model": "...", "prompt": "text", "add_special": true}  -> {"tokens": [...], "count": n}
+ *   {"model": "...", "prompt": "text", "add_special": true,
+ *    "parse_special": false}                                 -> {"tokens": [...], "count": n}
+ *   (add_special: BOS/EOS as the model's metadata says; parse_special:
+ *   control-token texts such as <|im_end|> become their ids)
  *   {"model": "...", "tokens": [1, 2, 3]}                     -> {"text": "..."}
  */
 #include <math.h>
@@ -54,7 +57,9 @@ void api_tokenize(struct api_call *c)
         return;
     }
     const cJSON *add = cJSON_GetObjectItemCaseSensitive(root, "add_special");
-    unsigned flags = cJSON_IsFalse(add) ? 0 : TOKENIZER_ADD_SPECIAL;
+    const cJSON *parse = cJSON_GetObjectItemCaseSensitive(root, "parse_special");
+    unsigned flags = (cJSON_IsFalse(add) ? 0 : TOKENIZER_ADD_SPECIAL) |
+                     (cJSON_IsTrue(parse) ? TOKENIZER_PARSE_SPECIAL : 0);
     int32_t *ids = NULL;
     size_t n = 0;
     if (!tokenizer_encode(m->tok, prompt->valuestring, strlen(prompt->valuestring), flags, &ids, &n, &e)) {

@@ -68,7 +68,7 @@ static const struct setting settings[] = {
      "context length per sequence; 0 = the model's trained context"},
     {"threads", "MAASD_THREADS", SK_INT, F(threads), "0", 0, 1024, "N",
      "compute threads; 0 = every online CPU"},
-    {"request-timeout", "MAASD_REQUEST_TIMEOUT", SK_DURATION, F(request_timeout_ms), "10m", 1000,
+    {"request-timeout", "MAASD_REQUEST_TIMEOUT", SK_DURATION, F(request_timeout_ms), "10m", 100,
      24LL * 3600 * 1000, "DURATION",
      "an inference request still running after this fails with 504 (tokens used are billed)"},
     {"test-routes", "MAASD_TEST_ROUTES", SK_BOOL, F(test_routes), "false", 0, 0, "BOOL",

@@ -4,7 +4,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
-import { startDaemon, rawRequest, parseRawResponse, newCustomer, SANITIZED } from './lib/daemon.mjs';
+import { startDaemon, rawRequest, parseRawResponse, newCustomer, noEos, SANITIZED } from './lib/daemon.mjs';
 
 const MODEL = 'maasd-demo';
 
@@ -220,13 +220,15 @@ describe('concurrency', () => {
   test('32 simultaneous streams complete with correct usage; memory stays bounded', async () => {
     const d = await startDaemon({ args: ['--model', `${MODEL}=builtin:demo`] });
     try {
-      const client = new OpenAI({ baseURL: `${d.url}/v1`, apiKey: (await newCustomer(d)).key, maxRetries: 0 });
+      const key = (await newCustomer(d)).key;
+      const client = new OpenAI({ baseURL: `${d.url}/v1`, apiKey: key, maxRetries: 0 });
+      const bias = await noEos(d, key);
       const { readFileSync } = await import('node:fs');
       const rss = () => Number(readFileSync(`/proc/${d.proc.pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/)[1]);
       async function one(i) {
         const s = await client.completions.create({
           model: MODEL, prompt: `stream ${i}`, max_tokens: 24, temperature: 0.7, seed: i, stream: true,
-          stream_options: { include_usage: true }, logit_bias: { 0: -100 },
+          stream_options: { include_usage: true }, logit_bias: bias,
         });
         let n = 0, usage;
         for await (const c of s) { if (c.usage) usage = c.usage; if (c.choices.length && c.choices[0].text) n++; }

@@ -146,3 +146,15 @@ export async function newCustomer(d, { plan = 'enterprise', name = 'Test custome
   const k = await call(`/admin/v1/customers/${c.id}/keys`, { scopes });
   return { id: c.id, key: k.secret, keyId: k.id };
 }
+
+// logit_bias that keeps a model from ending early: its end-of-text token
+// (asked of the model's own tokenizer) banned.
+export async function noEos(d, key, model = 'maasd-demo') {
+  const r = await fetch(`${d.url}/v1/tokenize`, {
+    method: 'POST', headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ model, prompt: '<|endoftext|>', add_special: false, parse_special: true }),
+  });
+  const j = await r.json();
+  if (j.tokens?.length !== 1) throw new Error(`no single end-of-text token: ${JSON.stringify(j)}`);
+  return { [j.tokens[0]]: -100 };
+}
