@@ -106,8 +106,22 @@ bool api_admit(struct api_call *c, const char *model, int64_t est_prompt_tokens,
  * compute_ms and finished_at, then ledger_record()s it. */
 void api_usage_record_init(const struct api_call *c, const struct admission_ticket *t,
                            const char *model, int64_t started_at, struct usage_record *out);
+/* Idempotency-Key on a POST whose work is not an admin_write() (inference,
+ * model loads): start answers a replay (200 + Idempotent-Replayed), 409
+ * (still in flight) or 422 (same key, other body) itself and returns
+ * false; otherwise the work runs and must end with finish (the final
+ * response, kept for replay; body NULL for a stream) or abandon (refused
+ * before doing anything: the key is free again). No-ops without the
+ * header. */
+struct api_idempotency;
+bool api_idempotency_start(struct api_call *c, struct api_idempotency *out);
+void api_idempotency_finish(struct daemon_ctx *d, const struct api_idempotency *m,
+                            unsigned status, const char *body, size_t len);
+void api_idempotency_abandon(struct daemon_ctx *d, const struct api_idempotency *m);
+
 /* Everything an inference call needs before the scheduler (api/metering.c):
  * the Idempotency-Key (a replay, 409 or 422 is answered here), the model
+ * as the client named it (`requested`: an alias, an id or a version)
  * allowed for the key and plan, and admission of the whole call (every
  * prompt and choice), with the rate-limit headers. On success p->meter is
  * filled (the ledger row will carry ledger_id, the id the client sees in
@@ -117,8 +131,9 @@ void api_usage_record_init(const struct api_call *c, const struct admission_tick
  * has been sent. */
 struct served_model;
 struct inference_params;
-bool api_inference_admit(struct api_call *c, struct served_model *m, bool client_max_tokens,
-                         const char *ledger_id, struct inference_params *p);
+bool api_inference_admit(struct api_call *c, struct served_model *m, const char *requested,
+                         bool client_max_tokens, const char *ledger_id,
+                         struct inference_params *p);
 /* "key:<key id>", the audit actor for a change made through the API. */
 void api_actor(const struct api_call *c, char *out, size_t size);
 
@@ -127,6 +142,11 @@ void api_healthz(struct api_call *c);
 void api_readyz(struct api_call *c);
 void api_version(struct api_call *c);
 void api_models_list(struct api_call *c);
+void api_admin_models_list(struct api_call *c);
+void api_admin_models_register(struct api_call *c);
+void api_admin_models_load(struct api_call *c);
+void api_admin_models_unload(struct api_call *c);
+void api_admin_aliases_set(struct api_call *c);
 void api_models_get(struct api_call *c);
 void api_chat_completions(struct api_call *c);
 void api_completions(struct api_call *c);

@@ -210,8 +210,8 @@ static void handle(struct api_call *c, enum oai_endpoint ep)
         job_free(j);
         return;
     }
-    oai_response_meta_init(&j->meta, j->chat, m->id, m->tok);
-    if (!api_inference_admit(c, m, req.max_tokens >= 0, j->meta.id, &p)) {
+    oai_response_meta_init(&j->meta, j->chat, m->name, m->tok);
+    if (!api_inference_admit(c, m, req.model, req.max_tokens >= 0, j->meta.id, &p)) {
         oai_request_free(&req);
         job_free(j);
         return;

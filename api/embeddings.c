@@ -135,7 +135,7 @@ void api_embeddings(struct api_call *c)
     struct embed_job *j = calloc(1, sizeof *j);
     if (!j)
         abort();
-    snprintf(j->model, sizeof j->model, "%s", m->id);
+    snprintf(j->model, sizeof j->model, "%s", m->name);
     j->base64 = req.base64;
     j->dimensions = req.dimensions;
     j->n_inputs = (int)req.n_inputs;
@@ -177,7 +177,7 @@ void api_embeddings(struct api_call *c)
         p.n_prompt_tokens[i] = n;
     }
     oai_new_id("emb-", j->id, sizeof j->id);
-    if (!api_inference_admit(c, m, true, j->id, &p)) {
+    if (!api_inference_admit(c, m, req.model, true, j->id, &p)) {
         job_free(j);
         oai_request_free(&req);
         return;

@@ -85,8 +85,7 @@ static uint64_t tenant_key(const char *customer_id)
     return h;
 }
 
-/* Idempotency-Key: a replay, a conflict or a mismatch is answered here. */
-static bool idempotency_start(struct api_call *c, struct inference_meter *m)
+bool api_idempotency_start(struct api_call *c, struct api_idempotency *m)
 {
     const char *ikey = http_request_header(c->req, "Idempotency-Key");
     if (!ikey)
@@ -111,18 +110,33 @@ static bool idempotency_start(struct api_call *c, struct inference_meter *m)
         http_respond_owned(c->req, replay.status, "application/json", replay.body, replay.len);
         return false;
     }
-    m->idempotent = true;
-    snprintf(m->idem_customer, sizeof m->idem_customer, "%s", c->principal.customer_id);
-    snprintf(m->idem_key, sizeof m->idem_key, "%s", ikey);
+    m->active = true;
+    snprintf(m->customer, sizeof m->customer, "%s", c->principal.customer_id);
+    snprintf(m->key, sizeof m->key, "%s", ikey);
     return true;
 }
 
-bool api_inference_admit(struct api_call *c, struct served_model *m, bool client_max_tokens,
-                         const char *ledger_id, struct inference_params *p)
+void api_idempotency_finish(struct daemon_ctx *d, const struct api_idempotency *m,
+                            unsigned status, const char *body, size_t len)
+{
+    if (m->active)
+        idempotency_complete(d->idempotency, d->writer, m->customer, m->key, status, body, len,
+                             store_now_ms());
+}
+
+void api_idempotency_abandon(struct daemon_ctx *d, const struct api_idempotency *m)
+{
+    if (m->active)
+        idempotency_abandon(d->idempotency, d->writer, m->customer, m->key);
+}
+
+bool api_inference_admit(struct api_call *c, struct served_model *m, const char *requested,
+                         bool client_max_tokens, const char *ledger_id,
+                         struct inference_params *p)
 {
     struct inference_meter *meter = &p->meter;
     memset(meter, 0, sizeof *meter);
-    if (!idempotency_start(c, meter))
+    if (!api_idempotency_start(c, &meter->idem))
         return false;
 
     /* A client that named no max_tokens gets the rest of the context, but
@@ -139,18 +153,16 @@ bool api_inference_admit(struct api_call *c, struct served_model *m, bool client
         prompt_total += (int64_t)p->n_prompt_tokens[i];
     int64_t completions = p->req.embedding ? 0 : (int64_t)p->n_prompts * p->req.n_choices;
     int64_t extra = completions > 1 ? (completions - 1) * per_choice : 0;
-    if (!api_admit(c, m->id, prompt_total + extra, p->req.embedding ? 0 : per_choice,
+    if (!api_admit(c, requested, prompt_total + extra, p->req.embedding ? 0 : per_choice,
                    &meter->ticket)) {
-        if (meter->idempotent)
-            idempotency_abandon(c->d->idempotency, c->d->writer, meter->idem_customer,
-                                meter->idem_key);
+        api_idempotency_abandon(c->d, &meter->idem);
         return false;
     }
     meter->admitted = true;
     if (!p->req.embedding)
         p->req.max_tokens = (int)(meter->ticket.max_tokens < per_choice ? meter->ticket.max_tokens
                                                                          : per_choice);
-    api_usage_record_init(c, &meter->ticket, m->id, store_now_ms(), &meter->usage);
+    api_usage_record_init(c, &meter->ticket, m->name, store_now_ms(), &meter->usage);
     snprintf(meter->usage.request_id, sizeof meter->usage.request_id, "%s", ledger_id);
     p->req.tenant = tenant_key(c->principal.customer_id);
     p->req.weight = plan->scheduler_weight > 0 ? (uint32_t)plan->scheduler_weight : 1;

@@ -21,6 +21,7 @@ bool cli_db_path(const char *flag, char *out, size_t size, struct err *e);
 int cmd_inspect(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_demo_model(int argc, char **argv);
 
 #endif
 

@@ -116,7 +116,7 @@ int daemon_serve(const struct config *cfg)
         !bootstrap_daemon(d, &e))
         goto fail;
 
-    if (!models_load(cfg, &d->models, &e))
+    if (!models_load(cfg, &d->loop, d->db_read, &d->models, &e))
         goto fail;
     d->models_loaded = true;
 
@@ -152,12 +152,13 @@ done:
      * writer commits before it stops. Each stage's deliveries are drained
      * here, after the loop has stopped, and the loop turned once more so
      * that handles closed by them are released. */
-    models_free(&d->models);
+    models_stop(&d->models);
     mailbox_drain(&d->mailbox);
     uv_run(&d->loop, UV_RUN_NOWAIT);
     writer_stop(d->writer);
     mailbox_drain(&d->mailbox);
     uv_run(&d->loop, UV_RUN_NOWAIT);
+    models_free(&d->models);
     bootstrap_daemon_stop(d);
     store_close(d->db_read);
     if (uv_loop_close(&d->loop) != 0)

@@ -68,6 +68,7 @@ struct inf_event {
 static void free_now(uv_handle_t *h)
 {
     struct inference *inf = h->data;
+    models_release(&inf->d->models, inf->model);
     if (inf->cb.ctx_free)
         inf->cb.ctx_free(inf->ctx);
     free(inf);
@@ -153,11 +154,11 @@ static void on_recorded(void *arg, const struct err *e)
     stop_idle(inf);
     inf->cb.on_finish(inf->ctx, inf->req, &inf->usage,
                       inf->err.code == ERR_OK ? NULL : &inf->err, &out);
-    if (inf->meter.idempotent) {
+    if (inf->meter.idem.active) {
         /* Kept for replay: a retry of this call is answered from here and
          * never billed twice. Streams are not kept (body NULL). */
-        idempotency_complete(d->idempotency, d->writer, inf->meter.idem_customer,
-                             inf->meter.idem_key, out.status, out.body, out.len, store_now_ms());
+        idempotency_complete(d->idempotency, d->writer, inf->meter.idem.customer,
+                             inf->meter.idem.key, out.status, out.body, out.len, store_now_ms());
     }
     if (out.body && inf->req)
         http_respond_owned(inf->req, out.status, "application/json", out.body, out.len);
@@ -299,7 +300,7 @@ static void on_http_close(struct http_request *r, void *arg, bool aborted)
     stop_idle(inf);
     if (inf->n_done < inf->n_subs) {
         inf->client_gone = true;
-        for (int i = 0; i < inf->n_subs; i++)
+        for (int i = 0; i < inf->n_subs && inf->model->sched; i++)
             if (!inf->subs[i].done)
                 sched_cancel(inf->model->sched, inf->subs[i].sched_id);
     }
@@ -341,9 +342,9 @@ bool inference_start(struct daemon_ctx *d, struct http_request *r, const struct 
             struct admission_ticket t = p->meter.ticket;
             admission_settle(d->admission, &t, 0, 0, store_now_ms());
         }
-        if (p->meter.idempotent)
-            idempotency_abandon(d->idempotency, d->writer, p->meter.idem_customer,
-                                p->meter.idem_key);
+        if (p->meter.idem.active)
+            idempotency_abandon(d->idempotency, d->writer, p->meter.idem.customer,
+                                p->meter.idem.key);
         free(inf);
         return false;
     }
@@ -355,6 +356,9 @@ bool inference_start(struct daemon_ctx *d, struct http_request *r, const struct 
     }
     for (int i = 0; i < p->n_prompts; i++)
         inf->subs[i].sched_id = ids[i];
+    /* The call keeps its model version alive to the end, whatever aliases
+     * or unloads happen meanwhile (server/models.h). */
+    models_acquire(p->model);
     http_request_on_close(r, on_http_close, inf);
     if (cb->on_started)
         cb->on_started(ctx, r);

@@ -89,15 +89,20 @@ struct inference_callbacks {
     void (*ctx_free)(void *ctx);
 };
 
+/* An Idempotency-Key in use by a call (api/metering.c). */
+struct api_idempotency {
+    bool active;
+    char customer[RANDID_MAX];
+    char key[IDEMPOTENCY_KEY_MAX + 1];
+};
+
 /* Billing for the call: admitted by the handler (api_inference_admit),
  * settled and recorded here when the call ends. */
 struct inference_meter {
     bool admitted;
     struct admission_ticket ticket;
     struct usage_record usage;            /* ids, model, endpoint, plan version, started_at */
-    bool idempotent;                      /* complete the Idempotency-Key at the end */
-    char idem_customer[RANDID_MAX];
-    char idem_key[IDEMPOTENCY_KEY_MAX + 1];
+    struct api_idempotency idem;          /* complete the Idempotency-Key at the end */
 };
 
 struct inference_params {

@@ -89,6 +89,7 @@ static const struct command commands[] = {
     {"version", cmd_version, "print version, commit and build flags"},
     {"inspect", cmd_inspect, "print a GGUF file's metadata and tensor table [--full] PATH"},
     {"tokenize", cmd_tokenize, "tokenize text: --model PATH [--ids] [--special] [--no-bos] TEXT|-"},
+    {"demo-model", cmd_demo_model, "write the built-in demo model as a GGUF file: PATH"},
     {"generate", cmd_generate, "run a model: --model PATH (--prompt TEXT | --prompt-ids 1,2) [--max-tokens N] [--temperature T] [--seed S] [--ids]"},
     {"customers", cmd_customers, "create|list|get|update customers (on the database file)"},
     {"keys", cmd_keys, "issue|list|revoke|rotate API keys (issue prints the secret alone)"},
