@@ -202,7 +202,7 @@ static void handle(struct api_call *c, enum oai_endpoint ep)
     j->echo = req.echo;
     j->n = req.n;
 
-    struct inference_params p = {.model = m, .endpoint = j->chat ? "chat.completions" : "completions",
+    struct inference_params p = {.model = m,
                                  .idle_ms = j->stream ? KEEPALIVE_MS : 0};
     if (!prompt_build(m, &req, &j->prompts, &p, &e)) {
         api_respond_error(c->req, &e);

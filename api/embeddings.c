@@ -140,7 +140,7 @@ void api_embeddings(struct api_call *c)
     j->dimensions = req.dimensions;
     j->n_inputs = (int)req.n_inputs;
 
-    struct inference_params p = {.model = m, .endpoint = "embeddings", .n_prompts = j->n_inputs};
+    struct inference_params p = {.model = m, .n_prompts = j->n_inputs};
     p.req.embedding = true;
     p.req.pooling = SCHED_POOL_MEAN;
     p.req.n_choices = 1;

@@ -34,7 +34,6 @@ struct inference {
     struct served_model *model;
     struct inference_callbacks cb;
     void *ctx;
-    char endpoint[32];
     int n_subs, n_done;
     struct inf_sub subs[INFERENCE_MAX_PROMPTS];
     struct err err;                    /* first failure of any sub */
@@ -323,7 +322,6 @@ bool inference_start(struct daemon_ctx *d, struct http_request *r, const struct 
     inf->cb = *cb;
     inf->ctx = ctx;
     inf->n_subs = p->n_prompts;
-    snprintf(inf->endpoint, sizeof inf->endpoint, "%s", p->endpoint);
 
     struct sched_request reqs[INFERENCE_MAX_PROMPTS];
     uint64_t ids[INFERENCE_MAX_PROMPTS];

@@ -107,7 +107,6 @@ struct inference_meter {
 
 struct inference_params {
     struct served_model *model;
-    const char *endpoint;                 /* "chat.completions", "completions", "embeddings" */
     struct inference_meter meter;
     int idle_ms;                          /* on_idle period until the first token; 0 = never */
     const struct principal *who;          /* NULL while auth is off */
