@@ -3,6 +3,8 @@
  * reproduce bit for bit. Packed layouts: kernels_internal.h. */
 #include "engine/kernels.h"
 
+#include <cpuid.h>
+
 #include <math.h>
 #include <string.h>
 
@@ -85,16 +87,23 @@ uint16_t kernels_f32_to_bf16(float f)
 
 /* ---- ISA ------------------------------------------------------------------ */
 
+/* F16C is CPUID.1:ECX bit 29 (clang 14's __builtin_cpu_supports does not
+ * know the name). */
+static bool cpu_has_f16c(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+}
+
 enum kernels_isa kernels_isa_best(void)
 {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
         __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c"))
+        cpu_has_f16c())
         return KERNELS_ISA_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c"))
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c())
         return KERNELS_ISA_AVX2;
     return KERNELS_ISA_SCALAR;
 }

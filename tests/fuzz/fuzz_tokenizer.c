@@ -129,7 +129,8 @@ static void builtin_spm(void)
         toks[3 + b] = names[b];
         types[3 + b] = 6;
     }
-    const char *pieces[] = {"\xe2\x96\x81", "a", "b", "\xe2\x96\x81" "a", "ab", "<|user|>"};
+    const char *pieces[] = {"\xe2\x96\x81", "a", "b", "\xe2\x96\x81\x61" /* "▁a" */, "ab",
+                            "<|user|>"};
     for (int i = 0; i < 6; i++) {
         toks[259 + i] = pieces[i];
         types[259 + i] = i == 5 ? 4 : 1;
