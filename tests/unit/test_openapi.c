@@ -17,7 +17,10 @@
  *     HTTP methods (`parameters:`);
  *   - in an operation, at indent 6: `operationId:`, `summary:`,
  *     `requestBody:`, `responses:`, `x-maasd-pending:`, and `security: []`
- *     (no API key) or `security:` followed by `        - apiKey: [scopes]`;
+ *     (no API key) or `security:` followed by requirements at indent 8,
+ *     `        - apiKey: [scopes]`. One requirement listing scopes needs all
+ *     of them; several requirements are alternatives (OpenAPI's meaning), so
+ *     a route that takes either of two scopes lists each on its own line;
  *   - under `responses:`, quoted status codes at indent 8 (`'404':`).
  *
  * `x-maasd-pending: BRANCH` marks an operation documented ahead of its
@@ -36,6 +39,7 @@
 
 #define SPEC_PATH "api/openapi.yaml"
 #define MAX_OPS 256
+#define MAX_ALTERNATIVES 4
 
 enum op_block { BLOCK_NONE, BLOCK_SECURITY, BLOCK_RESPONSES };
 
@@ -45,8 +49,9 @@ struct op {
     int line;                   /* of the method key */
     char operation_id[96];
     bool summary, request_body, responses, pending;
-    bool security_seen, security_none, api_key;
-    char scopes[128];           /* the apiKey requirement's list, e.g. "usage:read" */
+    bool security_seen, security_none;
+    int n_api_key;              /* apiKey requirements (alternatives) */
+    char scopes[MAX_ALTERNATIVES][128]; /* each one's list, e.g. "usage:read" */
     bool status[600];
 };
 
@@ -176,9 +181,11 @@ static bool path_line(struct spec *s, int lineno, int ind, const char *content,
         if (strncmp(content, "- ", 2) != 0)
             return bad(s, lineno, "security requirements are list items");
         if (strncmp(content, "- apiKey:", 9) == 0) {
-            if (op->api_key || !scope_list(content, op->scopes, sizeof op->scopes))
-                return bad(s, lineno, "one `- apiKey: [scope, ...]` per operation");
-            op->api_key = true;
+            if (op->n_api_key == MAX_ALTERNATIVES ||
+                !scope_list(content, op->scopes[op->n_api_key], sizeof op->scopes[0]))
+                return bad(s, lineno, "expected `- apiKey: [scope, ...]`, at most %d of them",
+                           MAX_ALTERNATIVES);
+            op->n_api_key++;
         }
         return true;
     }
@@ -333,15 +340,18 @@ static void test_every_documented_route_is_served(void **state)
     assert_int_equal(wrong, 0);
 }
 
-/* What a route's table entry implies its operation must say. */
-static int check_operation(const struct op *op, const struct route *rt)
+/* What a route's table entry implies its operation must say: the number
+ * of problems, each told on `log` (NULL: quiet). */
+static int check_operation(const struct op *op, const struct route *rt, FILE *log)
 {
     int wrong = 0;
 #define WRONG(...)                                                                       \
     do {                                                                                 \
-        fprintf(stderr, "%s:%d: %s %s: ", SPEC_PATH, op->line, op->method, op->path);    \
-        fprintf(stderr, __VA_ARGS__);                                                    \
-        fputc('\n', stderr);                                                             \
+        if (log) {                                                                       \
+            fprintf(log, "%s:%d: %s %s: ", SPEC_PATH, op->line, op->method, op->path);   \
+            fprintf(log, __VA_ARGS__);                                                   \
+            fputc('\n', log);                                                            \
+        }                                                                                \
         wrong++;                                                                         \
     } while (0)
     if (!op->operation_id[0])
@@ -358,18 +368,27 @@ static int check_operation(const struct op *op, const struct route *rt)
     if (!op->security_seen)
         WRONG("no security (say `security: []` for a route without a key)");
     bool public = (rt->flags & ROUTE_PUBLIC) != 0;
-    if (public && op->api_key)
+    if (public && op->n_api_key)
         WRONG("a public route (ROUTE_PUBLIC) must not require an API key");
     if (!public) {
-        unsigned documented = 0;
-        struct err e = {0};
-        if (!op->api_key)
+        /* One requirement: exactly the route's scopes. Several (either
+         * scope will do): one scope each, together the route's. */
+        unsigned all = 0;
+        for (int i = 0; i < op->n_api_key; i++) {
+            unsigned one = 0;
+            struct err e = {0};
+            if (!apikey_scopes_parse(op->scopes[i], &one, &e))
+                WRONG("apiKey scopes [%s]: %s", op->scopes[i], e.msg);
+            else if (op->n_api_key > 1 && (one & (one - 1)))
+                WRONG("alternative apiKey requirements name one scope each, not [%s]",
+                      op->scopes[i]);
+            all |= one;
+        }
+        if (!op->n_api_key)
             WRONG("needs `- apiKey: [scope]` (the route requires a key)");
-        else if (!apikey_scopes_parse(op->scopes, &documented, &e))
-            WRONG("apiKey scopes [%s]: %s", op->scopes, e.msg);
-        else if (documented != rt->scope)
-            WRONG("apiKey scopes [%s] differ from the route's scope '%s'", op->scopes,
-                  apikey_scope_name(rt->scope));
+        else if (all != rt->scope)
+            WRONG("its apiKey scopes differ from the route's (scope bits %#x, documented %#x)",
+                  rt->scope, all);
         if (!op->status[401] || !op->status[403])
             WRONG("a route with a key must document 401 and 403");
     }
@@ -394,7 +413,7 @@ static void test_operations_match_their_routes(void **state)
         const struct op *op = &s->ops[i];
         const struct route *rt = find_route(op->method, op->path);
         if (rt)
-            wrong += check_operation(op, rt);
+            wrong += check_operation(op, rt, stderr);
         for (int k = 0; k < i; k++)
             if (op->operation_id[0] && strcmp(op->operation_id, s->ops[k].operation_id) == 0) {
                 fprintf(stderr, "%s:%d: operationId %s is used twice\n", SPEC_PATH, op->line,
@@ -438,7 +457,8 @@ static void test_reader(void **state)
     assert_int_equal(s->n, 2);
     assert_string_equal(s->ops[0].method, "GET");
     assert_string_equal(s->ops[0].path, "/a/{id}");
-    assert_string_equal(s->ops[0].scopes, "inference, usage:read");
+    assert_int_equal(s->ops[0].n_api_key, 1);
+    assert_string_equal(s->ops[0].scopes[0], "inference, usage:read");
     assert_true(s->ops[0].status[200] && s->ops[0].status[404] && !s->ops[0].status[400]);
     assert_string_equal(s->ops[1].method, "POST");
     assert_false(s->ops[1].security_seen);
@@ -458,10 +478,48 @@ static void test_reader(void **state)
     expect_refused(GOOD_HEAD GOOD_OP "components: {}", "newline");
 }
 
+/* The checks a route's flags imply, on hand-made operations. */
+static void test_check_operation(void **state)
+{
+    (void)state;
+    struct spec *s = calloc(1, sizeof *s);
+    assert_non_null(s);
+    const char *doc =
+        "paths:\n  /r:\n    post:\n      operationId: r\n      summary: R\n"
+        "      requestBody:\n        required: true\n      security:\n"
+        "        - apiKey: [finance]\n        - apiKey: [admin]\n      responses:\n"
+        "        '200':\n          description: ok\n        '401':\n          description: x\n"
+        "        '403':\n          description: x\n        '413':\n          description: x\n"
+        "        '415':\n          description: x\n";
+    if (!spec_read(doc, s))
+        fail_msg("%s", s->why);
+    assert_int_equal(s->ops[0].n_api_key, 2);
+    struct route rt = {"POST", "/r", NULL, ROUTE_JSON_BODY, SCOPE_FINANCE | SCOPE_ADMIN};
+    assert_int_equal(check_operation(&s->ops[0], &rt, NULL), 0);
+    rt.scope = SCOPE_ADMIN;                      /* documents finance too */
+    assert_int_equal(check_operation(&s->ops[0], &rt, NULL), 1);
+    rt.scope = SCOPE_FINANCE | SCOPE_ADMIN;
+    rt.flags = 0;                                /* 415 without a JSON body */
+    assert_int_equal(check_operation(&s->ops[0], &rt, NULL), 1);
+    rt.flags = ROUTE_PUBLIC | ROUTE_JSON_BODY;   /* a key on a public route */
+    assert_int_equal(check_operation(&s->ops[0], &rt, NULL), 1);
+    struct op *op = &s->ops[0];
+    snprintf(op->scopes[0], sizeof op->scopes[0], "finance, admin");
+    rt.flags = ROUTE_JSON_BODY;                  /* alternatives name one scope each */
+    assert_int_equal(check_operation(op, &rt, NULL), 1);
+    op->n_api_key = 1;                           /* one requirement: both scopes */
+    assert_int_equal(check_operation(op, &rt, NULL), 0);
+    op->status[401] = false;
+    op->status[413] = false;
+    assert_int_equal(check_operation(op, &rt, NULL), 2);
+    free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reader),
+        cmocka_unit_test(test_check_operation),
         cmocka_unit_test(test_every_route_is_documented),
         cmocka_unit_test(test_every_documented_route_is_served),
         cmocka_unit_test(test_operations_match_their_routes),
