@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import Ajv2020 from 'ajv/dist/2020.js';
 import { Validator } from '@seriousme/openapi-schema-validator';
-import { startDaemon, runMaasd, adminKey, demoKey, newCustomer, tempDir } from './lib/daemon.mjs';
+import { startDaemon, runMaasd, adminKey, demoKey, newCustomer, noEos, tempDir } from './lib/daemon.mjs';
 
 const SPEC_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'api', 'openapi.yaml');
 const spec = YAML.parse(readFileSync(SPEC_PATH, 'utf8'), { strict: true, uniqueKeys: true });
@@ -123,13 +123,13 @@ describe('the daemon answers as documented', () => {
   });
   after(async () => { await d?.cleanup(); });
 
-  async function call(method, path, { key, body, raw, contentType, headers = {} } = {}) {
+  async function call(method, path, { key, body, raw, contentType, headers = {}, daemon = d } = {}) {
     const h = { ...headers };
     if (key) h.Authorization = `Bearer ${key}`;
     let payload = raw;
     if (body !== undefined) payload = JSON.stringify(body);
     if (payload !== undefined) h['Content-Type'] = contentType ?? 'application/json';
-    const r = await fetch(`${d.url}${path}`, { method, headers: h, body: payload });
+    const r = await fetch(`${daemon.url}${path}`, { method, headers: h, body: payload });
     return { status: r.status, headers: r.headers, text: await r.text() };
   }
 
@@ -351,6 +351,23 @@ describe('the daemon answers as documented', () => {
     conform('POST', '/admin/v1/models/{name}/load', await A('POST', '/admin/v1/models/spec@9/load'), 404);
     const models = conform('GET', '/v1/models', await call('GET', '/v1/models', { key: demo }), 200);
     assert.equal(models.data.find((m) => m.id === 'spec-chat').resolves_to, 'spec@2');
+  });
+
+  test('overload, timeout and a stream that fails midway', async () => {
+    // One running slot, one queue place, 150 ms per call: of four long
+    // calls two find the queue full (503) and two run out of time (504).
+    const d2 = await startDaemon({ dir: tempDir(), args: ['--kv-cache-bytes', '256M', '--request-timeout', '150ms', '--max-running', '1', '--max-queue', '1'] });
+    try {
+      const cust = await newCustomer(d2);
+      const long = { model: 'maasd-demo', prompt: 'x', max_tokens: 2000, logit_bias: await noEos(d2, cust.key) };
+      const path = '/v1/completions';
+      const rs = await Promise.all(Array.from({ length: 4 }, () => call('POST', path, { key: cust.key, body: long, daemon: d2 })));
+      const statuses = rs.map((r) => r.status).sort();
+      assert.ok(statuses.includes(503) && statuses.includes(504), statuses.join(','));
+      for (const r of rs) conform('POST', path, r, r.status);
+      const chunks = conform('POST', path, await call('POST', path, { key: cust.key, body: { ...long, stream: true }, daemon: d2 }), 200, { sse: 'TextCompletionChunk' });
+      assert.equal(chunks.at(-1).error?.code, 'timeout');
+    } finally { await d2.cleanup(); }
   });
 
   test('metrics, when served on this branch', async (t) => {
