@@ -108,13 +108,18 @@ static bool is_method(const char *key)
     return false;
 }
 
-/* "apiKey: [inference, usage:read]" → "inference, usage:read". */
+/* "apiKey: [inference, 'usage:read']" → "inference, usage:read" (YAML may
+ * quote a name or not). */
 static bool scope_list(const char *req, char *out, size_t size)
 {
     const char *open = strchr(req, '['), *close = strrchr(req, ']');
     if (!open || !close || close < open || close[1] != '\0')
         return false;
-    snprintf(out, size, "%.*s", (int)(close - open - 1), open + 1);
+    size_t n = 0;
+    for (const char *p = open + 1; p < close && n + 1 < size; p++)
+        if (*p != '\'' && *p != '"')
+            out[n++] = *p;
+    out[n] = '\0';
     return true;
 }
 
@@ -431,7 +436,7 @@ static void test_operations_match_their_routes(void **state)
 #define GOOD_OP                                                                            \
     "    get:\n      operationId: getA\n      summary: A\n      description: |\n"           \
     "        text: with a colon\n\n          and deeper text\n      security:\n"           \
-    "        - apiKey: [inference, usage:read]\n      responses:\n        '200':\n"        \
+    "        - apiKey: [inference, 'usage:read']\n      responses:\n        '200':\n"        \
     "          description: ok\n        '404':\n          description: missing\n"
 #define GOOD_TAIL "components:\n  schemas: {}\n"
 
