@@ -85,6 +85,8 @@ void api_respond_error(struct http_request *r, const struct err *e);
  * also kept (idempotent replay). api_json_text consumes the cJSON. */
 char *api_json_text(cJSON *body, size_t *len);
 char *api_error_text(const struct err *e, unsigned *status, size_t *len);
+/* The {"error": {...}} object itself (for an error event inside a stream). */
+cJSON *api_error_object(const struct err *e);
 /* HTTP status for an error code (render.c's table). */
 unsigned api_error_status(enum err_code code);
 /* OpenAI's rate-limit headers (x-ratelimit-{limit,remaining,reset}-

@@ -211,6 +211,7 @@ static void handle(struct api_call *c, enum oai_endpoint ep)
         return;
     }
     oai_response_meta_init(&j->meta, j->chat, m->name, m->tok);
+    j->meta.include_usage = j->include_usage;
     if (!api_inference_admit(c, m, req.model, req.max_tokens >= 0, j->meta.id, &p)) {
         oai_request_free(&req);
         job_free(j);

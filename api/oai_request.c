@@ -387,10 +387,11 @@ static bool parse_logit_bias(const cJSON *root, struct oai_request *r, struct er
 
 static bool parse_generation(const cJSON *root, struct oai_request *r, struct err *e)
 {
-    int64_t v;
-    const char *max_name = field(root, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
-    v = -1;
-    if (!get_int(root, max_name, 1, 1 << 30, &v, e))
+    /* max_completion_tokens is the newer name; when both are sent both must
+     * be valid and the newer one wins. */
+    int64_t v = -1;
+    if (!get_int(root, "max_tokens", 1, 1 << 30, &v, e) ||
+        !get_int(root, "max_completion_tokens", 1, 1 << 30, &v, e))
         return false;
     r->max_tokens = v;
     v = 1;
@@ -449,6 +450,17 @@ static bool parse_generation(const cJSON *root, struct oai_request *r, struct er
 
 static bool parse_chat_extras(const cJSON *root, struct oai_request *r, struct err *e)
 {
+    /* Tool calling is not implemented: refusing beats silently answering
+     * in plain text to a client that expects tool calls. Empty lists, as
+     * some clients always send, are fine. */
+    static const char *const tools[] = {"tools", "functions"};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *t = field(root, tools[i]);
+        if (t && !(cJSON_IsArray(t) && cJSON_GetArraySize(t) == 0))
+            return err_set_param(e, ERR_INVALID, tools[i],
+                                 "Invalid '%s': tool and function calling are not supported by "
+                                 "this server.", tools[i]);
+    }
     bool logprobs = false;
     if (!get_bool(root, "logprobs", &logprobs, e))
         return false;

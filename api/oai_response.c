@@ -297,7 +297,12 @@ void oai_sse_json(struct http_request *r, cJSON *json)
 
 static cJSON *chunk(const struct oai_response_meta *m, bool chat)
 {
-    return envelope(m, chat ? "chat.completion.chunk" : "text_completion");
+    cJSON *o = envelope(m, chat ? "chat.completion.chunk" : "text_completion");
+    /* With stream_options.include_usage every chunk has "usage": null but
+     * the last, as OpenAI sends them. */
+    if (m->include_usage)
+        cJSON_AddNullToObject(o, "usage");
+    return o;
 }
 
 void oai_sse_chat_role(struct http_request *r, const struct oai_response_meta *m, int index)
@@ -347,7 +352,7 @@ void oai_sse_text(struct http_request *r, const struct oai_response_meta *m, boo
 void oai_sse_usage(struct http_request *r, const struct oai_response_meta *m, bool chat,
                    const struct inference_usage *u)
 {
-    cJSON *o = chunk(m, chat);
+    cJSON *o = envelope(m, chat ? "chat.completion.chunk" : "text_completion");
     cJSON_AddArrayToObject(o, "choices");
     cJSON_AddItemToObject(o, "usage", oai_usage(u));
     oai_sse_json(r, o);
@@ -355,15 +360,6 @@ void oai_sse_usage(struct http_request *r, const struct oai_response_meta *m, bo
 
 void oai_sse_error(struct http_request *r, const struct err *e)
 {
-    cJSON *o = cJSON_CreateObject();
-    cJSON *err = cJSON_AddObjectToObject(o, "error");
-    cJSON_AddStringToObject(err, "message", e->msg);
-    cJSON_AddStringToObject(err, "type", api_error_status(e->code) >= 500 ? "server_error"
-                                                                           : "invalid_request_error");
-    if (e->param[0])
-        cJSON_AddStringToObject(err, "param", e->param);
-    else
-        cJSON_AddNullToObject(err, "param");
-    cJSON_AddStringToObject(err, "code", err_code_name(e->code));
-    oai_sse_json(r, o);
+    /* The same object, type and code a non-streamed answer would carry. */
+    oai_sse_json(r, api_error_object(e));
 }

@@ -58,6 +58,7 @@ struct oai_response_meta {
     int64_t created;              /* unix seconds */
     char model[64];
     const struct tokenizer *tok;
+    bool include_usage;           /* streamed with stream_options.include_usage */
 };
 /* prefix + 24 random hex digits. */
 void oai_new_id(const char *prefix, char *out, size_t size);

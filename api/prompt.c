@@ -108,7 +108,9 @@ static bool fill_sampling(const struct served_model *m, const struct oai_request
 {
     sampler_params_default(sp);
     sp->temperature = req->temperature;
-    sp->top_p = req->top_p;
+    /* OpenAI accepts top_p 0 (keep the single most likely token); the
+     * sampler's nucleus is (0, 1], whose smallest value does the same. */
+    sp->top_p = req->top_p > 0 ? req->top_p : 1e-9f;
     sp->top_k = req->top_k;
     sp->min_p = req->min_p;
     sp->presence_penalty = req->presence_penalty;

@@ -119,12 +119,10 @@ void api_respond_json(struct http_request *r, unsigned status, cJSON *body)
     http_respond_owned(r, status, "application/json", text, len);
 }
 
-static cJSON *error_object(const struct err *e);
-
 char *api_error_text(const struct err *e, unsigned *status, size_t *len)
 {
     *status = api_error_status(e->code);
-    return api_json_text(error_object(e), len);
+    return api_json_text(api_error_object(e), len);
 }
 
 void api_respond_error(struct http_request *r, const struct err *e)
@@ -137,10 +135,13 @@ void api_respond_error(struct http_request *r, const struct err *e)
     http_respond_owned(r, status, "application/json", text, len);
 }
 
-static cJSON *error_object(const struct err *e)
+cJSON *api_error_object(const struct err *e)
 {
     const char *type, *code;
     openai_names(e->code, &type, &code);
+    /* OpenAI's code for an unknown model. */
+    if (e->code == ERR_NOT_FOUND && strcmp(e->param, "model") == 0)
+        code = "model_not_found";
     cJSON *root = cJSON_CreateObject();
     cJSON *obj = cJSON_AddObjectToObject(root, "error");
     cJSON_AddStringToObject(obj, "message", e->msg[0] ? e->msg : err_code_name(e->code));

@@ -17,6 +17,7 @@
 #include "api/api.h"
 #include "api/oai_request.h"
 #include "engine/tokenizer.h"
+#include "server/auth.h"
 #include "server/daemon.h"
 #include "server/models.h"
 
@@ -35,9 +36,13 @@ static struct served_model *parse_model(struct api_call *c, cJSON **root, struct
         return NULL;
     }
     struct served_model *m = models_find(&c->d->models, model->valuestring);
-    if (!m)
+    if (!m || !auth_model_allowed(&c->principal, model->valuestring, e)) {
+        /* As in GET /v1/models/{id}: a model the key may not use does not
+         * exist for it. */
         err_set_param(e, ERR_NOT_FOUND, "model", "The model '%s' does not exist.",
                       model->valuestring);
+        return NULL;
+    }
     return m;
 }
 

@@ -6,7 +6,7 @@
  *                 k * bucket_width (UTC, half-open)
  *   end_time      unix seconds, exclusive; default now
  *   bucket_width  1d (default), 1h or 1m
- *   group_by      any of model, api_key_id (comma-separated)
+ *   group_by      any of model, api_key_id (group_by[]=… repeated, or comma-separated)
  *   limit         buckets per page: default 7 / 24 / 60, at most 31 / 168 / 1440
  *   page          the next_page cursor of a previous answer
  *
@@ -250,18 +250,26 @@ static bool parse(struct api_call *c, struct usage_job *j, struct err *e)
             return err_set_param(e, ERR_INVALID, "page", "page is not a cursor of this query");
         j->page_s = p;
     }
+    /* OpenAI's SDKs send group_by[]=model&group_by[]=api_key_id; a
+     * comma-separated group_by=model,api_key_id is accepted too. */
+    const char *groups[8];
+    size_t n_groups = http_request_query_all(r, "group_by[]", groups, 6);
     const char *g = http_request_query(r, "group_by");
-    for (const char *p = g ? g : ""; *p;) {
-        p += strspn(p, ", ");
-        size_t len = strcspn(p, ", ");
-        if (len == 5 && strncmp(p, "model", 5) == 0)
-            j->by_model = true;
-        else if (len == 10 && strncmp(p, "api_key_id", 10) == 0)
-            j->by_key = true;
-        else if (len)
-            return err_set_param(e, ERR_INVALID, "group_by",
-                                 "group_by may list model and api_key_id");
-        p += len;
+    if (g)
+        groups[n_groups++] = g;
+    for (size_t k = 0; k < n_groups; k++) {
+        for (const char *p = groups[k]; *p;) {
+            p += strspn(p, ", ");
+            size_t len = strcspn(p, ", ");
+            if (len == 5 && strncmp(p, "model", 5) == 0)
+                j->by_model = true;
+            else if (len == 10 && strncmp(p, "api_key_id", 10) == 0)
+                j->by_key = true;
+            else if (len)
+                return err_set_param(e, ERR_INVALID, "group_by",
+                                     "group_by may list model and api_key_id");
+            p += len;
+        }
     }
     return true;
 }

@@ -199,6 +199,13 @@ void threadpool_run(struct threadpool *tp, threadpool_fn fn, void *ctx, int n_ta
     uint32_t gen = atomic_load(&tp->generation) + 1;
     if (gen == 0) /* 0 is what a new worker has "seen" */
         gen = 1;
+    /* Close the claim word to every earlier generation BEFORE the job fields
+     * change: a late worker of the previous run may read this run's n_tasks
+     * while the word still carried the previous generation, and would then
+     * claim (and count as done) a task that run never had. With the word
+     * already on `gen`, no late worker can claim anything, and no worker of
+     * `gen` claims before the claim is opened below. */
+    atomic_store(&tp->claim, ((uint64_t)gen << 32) | UINT32_MAX);
     atomic_store(&tp->fn, fn);
     atomic_store(&tp->ctx, ctx);
     atomic_store(&tp->n_tasks, (uint32_t)n_tasks);

@@ -689,6 +689,30 @@ const char *http_request_query(struct http_request *r, const char *name)
     return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+struct query_collect {
+    const char *name;
+    const char **out;
+    size_t max, n;
+};
+
+static enum MHD_Result collect_value(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    (void)kind;
+    struct query_collect *q = cls;
+    if (key && value && strcmp(key, q->name) == 0 && q->n < q->max)
+        q->out[q->n++] = value;
+    return MHD_YES;
+}
+
+size_t http_request_query_all(struct http_request *r, const char *name, const char **out,
+                              size_t max)
+{
+    struct query_collect q = {name, out, max, 0};
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, collect_value, &q);
+    return q.n;
+}
+
 const char *http_request_body(const struct http_request *r, size_t *len)
 {
     if (len)

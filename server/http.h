@@ -88,6 +88,10 @@ const char *http_request_id(const struct http_request *r);
 const char *http_request_header(struct http_request *r, const char *name);
 /* URL-decoded query argument; NULL when absent. */
 const char *http_request_query(struct http_request *r, const char *name);
+/* Every value of a repeated query argument (`a[]=x&a[]=y`), up to max, in
+ * order; returns how many were stored. */
+size_t http_request_query_all(struct http_request *r, const char *name, const char **out,
+                              size_t max);
 /* The body (NUL-terminated for convenience; may contain NULs). */
 const char *http_request_body(const struct http_request *r, size_t *len);
 /* Monotonic time the request's headers arrived, in ns. */

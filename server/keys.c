@@ -194,7 +194,7 @@ bool keys_rotate(sqlite3 *db, const char *actor, const uint8_t pepper[APIKEY_PEP
     *json_out = NULL;
     secret_out[0] = '\0';
     if (grace_ms < 0 || grace_ms > 30LL * 24 * 3600 * 1000)
-        return err_set_param(e, ERR_INVALID, "grace", "grace must be between 0 and 30 days");
+        return err_set_param(e, ERR_INVALID, "grace_seconds", "grace_seconds must be between 0 and 30 days");
     sqlite3_stmt *st;
     if (!sq_prepare(db,
                     "SELECT customer_id, name, scopes, allowed_models, coalesce(expires_at, 0), "

@@ -129,6 +129,9 @@ static void test_errors_name_the_field(void **state)
         {"\"stream\":\"yes\"}", "stream"},
         {"\"response_format\":{\"type\":\"json_schema\"}}", "response_format.type"},
         {"\"seed\":\"x\"}", "seed"},
+        {"\"tools\":[{\"type\":\"function\"}]}", "tools"},
+        {"\"functions\":[{\"name\":\"f\"}]}", "functions"},
+        {"\"max_tokens\":0,\"max_completion_tokens\":5}", "max_tokens"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char body[512];
