@@ -296,22 +296,39 @@ static void pack_group(const struct kernels_matrix *m, const uint8_t *src, uint3
         const uint8_t *row = n < m->n_out ? src + (size_t)n * rb : NULL;
         switch (m->type) {
         case GGML_TYPE_F32:
-            for (uint32_t i = 0; i < k && row; i++)
-                memcpy(dst + ((size_t)i * 16 + c) * 4, row + (size_t)i * 4, 4);
+            if (row) {
+                const float *r = (const float *)row;
+                float *d = (float *)dst + c;
+                for (uint32_t i = 0; i < k; i++)
+                    d[(size_t)i * 16] = r[i];
+            }
             break;
         case GGML_TYPE_F16:
         case GGML_TYPE_BF16:
-            for (uint32_t i = 0; i < k && row; i++)
-                memcpy(dst + ((size_t)i * 16 + c) * 2, row + (size_t)i * 2, 2);
+            if (row) {
+                uint16_t *d = (uint16_t *)dst + c;
+                for (uint32_t i = 0; i < k; i++)
+                    d[(size_t)i * 16] = rd16(row + (size_t)i * 2);
+            }
             break;
         case GGML_TYPE_Q8_0:
+            /* whole dwords: 4 quants of one column per 64-byte chunk row */
             for (uint32_t b = 0; b < k / 32; b++) {
-                const uint8_t *blk = row ? row + (size_t)b * 34 : NULL;
-                for (int j = 0; j < 8; j++)
-                    for (int i = 0; i < 4; i++)
-                        dst[(size_t)b * 512 + j * 64 + c * 4 + i] =
-                            (uint8_t)((blk ? blk[2 + 4 * j + i] : 0) ^ 0x80);
-                wr16(dst + kq8_0_scales_off(k) + ((size_t)b * 16 + c) * 2, blk ? rd16(blk) : 0);
+                uint8_t *q = dst + (size_t)b * 512 + c * 4;
+                uint8_t *sc = dst + kq8_0_scales_off(k) + ((size_t)b * 16 + c) * 2;
+                if (!row) {
+                    for (int j = 0; j < 8; j++)
+                        memset(q + j * 64, 0x80, 4);
+                    continue;
+                }
+                const uint8_t *blk = row + (size_t)b * 34;
+                for (int j = 0; j < 8; j++) {
+                    uint32_t v;
+                    memcpy(&v, blk + 2 + 4 * j, 4);
+                    v ^= 0x80808080u;
+                    memcpy(q + j * 64, &v, 4);
+                }
+                memcpy(sc, blk, 2);
             }
             break;
         case GGML_TYPE_Q4_0:
