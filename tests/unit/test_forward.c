@@ -336,6 +336,15 @@ static void test_batch_validation(void **state)
     assert_null(forward_logits(g.fw, 2));
     assert_null(forward_hidden(g.fw, 2));
     assert_non_null(forward_hidden(g.fw, 0)); /* logits imply the hidden state */
+    /* a smaller or failed run leaves no stale outputs behind */
+    b.n_tokens = 1;
+    pos[0] = 3;
+    assert_true(forward_run(g.fw, &b, &e));
+    assert_non_null(forward_logits(g.fw, 0));
+    assert_null(forward_logits(g.fw, 1));
+    pos[0] = 9;
+    assert_false(forward_run(g.fw, &b, &e));
+    assert_null(forward_logits(g.fw, 0));
     engine_close(&g);
 }
 
