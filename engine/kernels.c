@@ -3,6 +3,7 @@
  * reproduce bit for bit. Packed layouts: kernels_internal.h. */
 #include "engine/kernels.h"
 
+#include <cpuid.h>
 #include <math.h>
 #include <string.h>
 
@@ -85,18 +86,36 @@ uint16_t kernels_f32_to_bf16(float f)
 
 /* ---- ISA ------------------------------------------------------------------ */
 
+/* CPUID and XGETBV directly: compiler builtins differ in which feature names
+ * they know (clang 14 lacks some), and the OS must have enabled the
+ * registers (XCR0) for a feature to be usable. */
+static uint64_t xgetbv0(void)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+
 enum kernels_isa kernels_isa_best(void)
 {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c"))
+    uint32_t a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return KERNELS_ISA_SCALAR;
+    bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28),
+         f16c = c & (1u << 29);
+    if (!osxsave || !avx || !fma || !f16c)
+        return KERNELS_ISA_SCALAR;
+    uint64_t xcr0 = xgetbv0();
+    if ((xcr0 & 0x6) != 0x6) /* SSE and AVX state */
+        return KERNELS_ISA_SCALAR;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return KERNELS_ISA_SCALAR;
+    bool avx2 = b & (1u << 5);
+    bool avx512 = (b & (1u << 16)) && (b & (1u << 17)) && (b & (1u << 30)) && (b & (1u << 31)) &&
+                  (c & (1u << 11)); /* F, DQ, BW, VL, VNNI */
+    if (avx512 && (xcr0 & 0xe0) == 0xe0) /* opmask and all 32 zmm */
         return KERNELS_ISA_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c"))
-        return KERNELS_ISA_AVX2;
-    return KERNELS_ISA_SCALAR;
+    return avx2 ? KERNELS_ISA_AVX2 : KERNELS_ISA_SCALAR;
 }
 
 const char *kernels_isa_name(enum kernels_isa isa)
