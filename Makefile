@@ -37,6 +37,7 @@ TEST_SUPPORT := $(filter-out $(TEST_SRC),$(wildcard tests/unit/*.c))
 BENCH_SRC := $(sort $(wildcard bench/*.c))
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 MIGRATIONS := $(sort $(wildcard migrations/*.sql))
+comma := ,
 
 # ---- generated sources -------------------------------------------------------
 build/gen/migrations.c: $(MIGRATIONS) migrations/embed.sh
@@ -57,34 +58,43 @@ build/gen/version.c: FORCE
 	   'const char maasd_build_flags[] = "$(CC) $(RELEASE_CFLAGS) $(EXTRA_CFLAGS)";' > $@.tmp; \
 	 cmp -s $@.tmp $@ && rm $@.tmp || mv $@.tmp $@
 
-# ---- one variant: release (build/) or sanitizers (build/asan/) -----------------
-# $(1) = output dir, $(2) = variant CFLAGS, $(3) = variant LDFLAGS
+# SIMD kernels: each file is compiled for its instruction set (gcc and clang
+# both honour these flags); engine/kernels.c picks one at run time from
+# what the CPU supports, so the binary still runs on any x86-64.
+ISA_FLAGS_engine/kernels_avx2.c := -mavx2 -mfma -mf16c
+ISA_FLAGS_engine/kernels_avx512.c := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni \
+                                     -mfma -mf16c
+
+# ---- one variant: release (build/), sanitizers (build/asan/), fuzzing ---------
+# $(1) = output dir, $(2) = variant CFLAGS, $(3) = variant LDFLAGS, $(4) = compiler
 define VARIANT
 $(1)/obj/%.o: %.c | build/gen/migrations.c build/gen/version.c
 	@mkdir -p $$(@D)
 	@echo "  CC $$@"
-	@$$(CC) $$(BASE_CFLAGS) $(2) $$(EXTRA_CFLAGS) -MMD -MP -c $$< -o $$@
+	@$(4) $$(BASE_CFLAGS) $(2) $$(ISA_FLAGS_$$<) $$(EXTRA_CFLAGS) -MMD -MP -c $$< -o $$@
 
 $(1)/libmaasd.a: $$(patsubst %.c,$(1)/obj/%.o,$$(LIB_SRC) $$(GEN_SRC))
 	@rm -f $$@
 	ar rcs $$@ $$^
 
 $(1)/maasd: $(1)/obj/$$(MAIN_SRC:.c=.o) $(1)/libmaasd.a
-	$$(CC) $(2) $(3) -o $$@ $$^ $$(PKG_LIBS)
+	$(4) $(2) $(3) -o $$@ $$^ $$(PKG_LIBS)
 
 $(1)/tests/%: $(1)/obj/tests/unit/%.o $$(patsubst %.c,$(1)/obj/%.o,$$(TEST_SUPPORT)) $(1)/libmaasd.a
 	@mkdir -p $$(@D)
-	$$(CC) $(2) $(3) -o $$@ $$^ $$(PKG_LIBS) -lcmocka
+	$(4) $(2) $(3) -o $$@ $$^ $$(PKG_LIBS) -lcmocka
 
 $(1)/bench/%: $(1)/obj/bench/%.o $(1)/libmaasd.a
 	@mkdir -p $$(@D)
-	$$(CC) $(2) $(3) -o $$@ $$^ $$(PKG_LIBS)
+	$(4) $(2) $(3) -o $$@ $$^ $$(PKG_LIBS)
 
 -include $$(shell find $(1)/obj -name '*.d' 2>/dev/null)
 endef
 
-$(eval $(call VARIANT,build,$(RELEASE_CFLAGS),))
-$(eval $(call VARIANT,build/asan,$(SAN_CFLAGS),-fsanitize=address,undefined))
+FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer-no-link,address,undefined -Wno-unknown-pragmas
+$(eval $(call VARIANT,build,$(RELEASE_CFLAGS),,$$(CC)))
+$(eval $(call VARIANT,build/asan,$(SAN_CFLAGS),-fsanitize=address$(comma)undefined,$$(CC)))
+$(eval $(call VARIANT,build/fuzz,$(FUZZ_CFLAGS),,clang))
 
 # ---- targets -------------------------------------------------------------------
 .PHONY: deps deps-test build build-asan run test test-unit test-e2e bench fuzz clean check-docs
@@ -125,11 +135,10 @@ bench: deps
 	@bench/run.sh
 
 FUZZ_SECONDS ?= 60
-FUZZ_CFLAGS = -std=c17 -D_GNU_SOURCE -pthread -I. -Ibuild/gen -g -O1 \
-              -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS)
-build/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(GEN_SRC)
-	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(GEN_SRC) $(PKG_LIBS)
+# Fuzz targets: the library built with clang's coverage instrumentation
+# (build/fuzz/libmaasd.a), each target linked with libFuzzer's main.
+build/fuzz/fuzz_%: build/fuzz/obj/tests/fuzz/fuzz_%.o build/fuzz/libmaasd.a
+	clang -fsanitize=fuzzer,address,undefined -o $@ $^ $(PKG_LIBS)
 
 fuzz: deps-test
 	@$(MAKE) --no-print-directory $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "engine/err.h"
+#include "engine/sampler.h"
 
 enum oai_endpoint {
     OAI_CHAT_COMPLETIONS,
@@ -49,11 +50,6 @@ struct oai_input {
     char *text;             /* NULL when given as token ids */
     int32_t *ids;
     size_t n_ids;
-};
-
-struct oai_logit_bias {
-    int32_t token;
-    float bias;
 };
 
 struct oai_request {
@@ -90,7 +86,7 @@ struct oai_request {
     float repetition_penalty;       /* 1.0 = off (extension) */
     bool has_seed;
     uint64_t seed;
-    struct oai_logit_bias *logit_bias;
+    struct sampler_bias *logit_bias;
     size_t n_logit_bias;
 
     /* embeddings */

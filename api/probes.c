@@ -22,6 +22,8 @@ void api_readyz(struct api_call *c)
         reason = "database not open";
     else if (!d->models_loaded)
         reason = "models still loading";
+    else if (d->models.n_failed > 0)
+        reason = "a registered model failed to load (see GET /admin/v1/models); load or unload it";
     else {
         /* A read of the header page: proves the file is still there. */
         sqlite3_stmt *st = NULL;

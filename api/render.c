@@ -95,23 +95,49 @@ static void openai_names(enum err_code code, const char **type, const char **oco
     }
 }
 
-void api_respond_json(struct http_request *r, unsigned status, cJSON *body)
+char *api_json_text(cJSON *body, size_t *len)
 {
     char *text = cJSON_PrintUnformatted(body);
     cJSON_Delete(body);
     if (!text)
         abort();
-    size_t len = strlen(text);
+    size_t n = strlen(text);
     /* cJSON allocates with malloc (default hooks), so http may free it. */
-    char *with_nl = realloc(text, len + 2);
+    char *with_nl = realloc(text, n + 2);
     if (!with_nl)
         abort();
-    with_nl[len] = '\n';
-    with_nl[len + 1] = '\0';
-    http_respond_owned(r, status, "application/json", with_nl, len + 1);
+    with_nl[n] = '\n';
+    with_nl[n + 1] = '\0';
+    *len = n + 1;
+    return with_nl;
+}
+
+void api_respond_json(struct http_request *r, unsigned status, cJSON *body)
+{
+    size_t len;
+    char *text = api_json_text(body, &len);
+    http_respond_owned(r, status, "application/json", text, len);
+}
+
+static cJSON *error_object(const struct err *e);
+
+char *api_error_text(const struct err *e, unsigned *status, size_t *len)
+{
+    *status = api_error_status(e->code);
+    return api_json_text(error_object(e), len);
 }
 
 void api_respond_error(struct http_request *r, const struct err *e)
+{
+    if (e->code == ERR_OVERLOADED || e->code == ERR_UNAVAILABLE)
+        http_response_header(r, "Retry-After", "1");
+    unsigned status;
+    size_t len;
+    char *text = api_error_text(e, &status, &len);
+    http_respond_owned(r, status, "application/json", text, len);
+}
+
+static cJSON *error_object(const struct err *e)
 {
     const char *type, *code;
     openai_names(e->code, &type, &code);
@@ -127,5 +153,5 @@ void api_respond_error(struct http_request *r, const struct err *e)
         cJSON_AddStringToObject(obj, "code", code);
     else
         cJSON_AddNullToObject(obj, "code");
-    api_respond_json(r, api_error_status(e->code), root);
+    return root;
 }

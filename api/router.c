@@ -1,11 +1,15 @@
 /* router.c — from method + path to a handler (see api.h). The table itself
  * is in routes.c. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "api/api.h"
 #include "server/daemon.h"
+#include "server/keys.h"
+#include "server/log.h"
+#include "server/store.h"
 
 /* Match `path` against `pattern`, capturing {x} segments into the call. */
 static bool match(const char *pattern, const char *path, struct api_call *call)
@@ -58,6 +62,58 @@ static bool is_json(const char *ct)
            (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
+struct touch_job {
+    char key_id[RANDID_MAX];
+    int64_t now;
+};
+
+static bool touch_run(sqlite3 *db, void *arg, struct err *e)
+{
+    struct touch_job *t = arg;
+    return keys_touch(db, t->key_id, t->now, e);
+}
+
+static void touch_done(void *arg, const struct err *e)
+{
+    if (e)
+        log_line(LOG_WARN, "recording a key's last use failed", LF_STR("error", e->msg), LF_END);
+    free(arg);
+}
+
+/* The route's key check (api.h): 401 with WWW-Authenticate, or 403. */
+static bool authenticate(struct api_call *call, const struct route *rt)
+{
+    struct daemon_ctx *d = call->d;
+    struct err e = {0};
+    int64_t now = store_now_ms();
+    if (!auth_authenticate(d->auth, http_request_header(call->req, "Authorization"), now,
+                           &call->principal, &e)) {
+        if (e.code == ERR_UNAUTHENTICATED)
+            http_response_header(call->req, "WWW-Authenticate", "Bearer realm=\"maasd\"");
+        api_respond_error(call->req, &e);
+        return false;
+    }
+    call->authenticated = true;
+    if (auth_touch_due(d->auth, &call->principal, now)) {
+        struct touch_job *t = calloc(1, sizeof *t);
+        if (!t)
+            abort();
+        snprintf(t->key_id, sizeof t->key_id, "%s", call->principal.key_id);
+        t->now = now;
+        writer_submit(d->writer, touch_run, touch_done, t);
+    }
+    if (rt->scope == 0)
+        err_set(&e, ERR_FORBIDDEN, "%s %s has no required scope configured; no key may call it",
+                rt->method, rt->pattern);
+    else
+        auth_require_scope(&call->principal, rt->scope, &e);
+    if (e.code != ERR_OK) {
+        api_respond_error(call->req, &e);
+        return false;
+    }
+    return true;
+}
+
 bool api_on_headers(struct http_request *r, void *daemon)
 {
     struct daemon_ctx *d = daemon;
@@ -87,11 +143,6 @@ bool api_on_headers(struct http_request *r, void *daemon)
         api_respond_error(r, &e);
         return false;
     }
-    if ((found->flags & ROUTE_JSON_BODY) && !is_json(http_request_header(r, "Content-Type"))) {
-        err_set(&e, ERR_MEDIA_TYPE, "Content-Type must be application/json");
-        api_respond_error(r, &e);
-        return false;
-    }
     struct api_call *call = calloc(1, sizeof *call);
     if (!call)
         abort();
@@ -99,6 +150,15 @@ bool api_on_headers(struct http_request *r, void *daemon)
     call->d = d;
     match(found->pattern, path, call);
     http_request_set_state(r, call, free);
+    bool public = (found->flags & ROUTE_PUBLIC) ||
+                  ((found->flags & ROUTE_TEST_ONLY) && found->scope == 0);
+    if (!public && !authenticate(call, found))
+        return false;
+    if ((found->flags & ROUTE_JSON_BODY) && !is_json(http_request_header(r, "Content-Type"))) {
+        err_set(&e, ERR_MEDIA_TYPE, "Content-Type must be application/json");
+        api_respond_error(r, &e);
+        return false;
+    }
     /* Remember the route through the call; on_request looks it up again,
      * which is cheap and keeps the call free of table pointers. */
     return true;

@@ -115,8 +115,7 @@ const char *gguf_type_name(enum gguf_type t)
     return gguf_type_names[t];
 }
 
-/* Bytes of one scalar; 0 for strings, arrays and unknown types. */
-static uint64_t gguf_scalar_size(uint32_t t)
+uint64_t gguf_type_size(enum gguf_type t)
 {
     switch (t) {
     case GGUF_TYPE_UINT8: case GGUF_TYPE_INT8: case GGUF_TYPE_BOOL: return 1;
@@ -201,8 +200,8 @@ static void name_copy(struct gguf_str s, char *out, size_t size)
         memcpy(out + size - 4, "...", 4);
 }
 
-/* A file name or key for a message: printable, at most 80 characters. The
- * temporary lives until the end of the full expression that uses `.s`. */
+/* A key or tensor name for a message: printable, at most 80 characters.
+ * The temporary lives until the end of the full expression that uses `.s`. */
 struct shown {
     char s[84];
 };
@@ -217,8 +216,8 @@ static struct shown shown(struct gguf_str s)
 static bool corrupt_at(struct err *e, struct gguf_str who, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* ERR_CORRUPT with param = the key or tensor name (when there is one); the
- * message is prefixed by the caller's fmt, which names it again. */
+/* ERR_CORRUPT with param naming the key or tensor at fault (when there is
+ * one, made printable); the caller's message names it too. */
 static bool corrupt_at(struct err *e, struct gguf_str who, const char *fmt, ...)
 {
     if (!e)
@@ -361,13 +360,13 @@ static bool parse_array(struct cursor *c, struct gguf_kv *kv, struct err *e)
         return corrupt_at(e, kv->key, "key '%s' at offset %llu: nested arrays are not supported",
                           shown(kv->key).s,
                           (unsigned long long)at);
-    if (et != GGUF_TYPE_STRING && gguf_scalar_size(et) == 0)
+    if (et != GGUF_TYPE_STRING && gguf_type_size((enum gguf_type)et) == 0)
         return corrupt_at(e, kv->key, "key '%s' at offset %llu: unknown array element type %u",
                           shown(kv->key).s,
                           (unsigned long long)at, et);
     kv->arr_type = (enum gguf_type)et;
     kv->data = c->base + c->pos;
-    uint64_t esize = et == GGUF_TYPE_STRING ? 8 : gguf_scalar_size(et);
+    uint64_t esize = et == GGUF_TYPE_STRING ? 8 : gguf_type_size((enum gguf_type)et);
     /* Each element takes at least esize bytes: a length beyond what is left
      * is refused before anything is allocated for it. */
     if (kv->arr_len > cur_left(c) / esize)
@@ -426,7 +425,7 @@ static bool parse_kv(struct gguf_file *f, struct cursor *c, uint64_t i, struct e
         if (!parse_array(c, kv, e))
             return false;
     } else {
-        uint64_t n = gguf_scalar_size(t);
+        uint64_t n = gguf_type_size((enum gguf_type)t);
         if (!cur_has(c, n))
             return corrupt_at(e, kv->key, "key '%s' at offset %llu: %s value truncated", kl, (unsigned long long)c->pos, gguf_type_name(kv->type));
         kv->data = cur_take(c, n);
@@ -891,7 +890,7 @@ struct gguf_str gguf_kv_arr_str(const struct gguf_kv *kv, uint64_t i)
 /* Element i of a numeric array, or NULL (then the getters return 0). */
 static const uint8_t *arr_elem(const struct gguf_kv *kv, uint64_t i)
 {
-    uint64_t size = gguf_scalar_size(kv->arr_type);
+    uint64_t size = gguf_type_size(kv->arr_type);
     if (kv->type != GGUF_TYPE_ARRAY || size == 0 || i >= kv->arr_len)
         return NULL;
     return kv->data + i * size;

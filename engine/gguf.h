@@ -191,6 +191,9 @@ uint32_t ggml_type_block_bytes(enum ggml_type t);  /* bytes per block, 0 if unkn
 /* Stable lower-case name of a metadata value type ("u32", "string",
  * "array"); NULL if unknown. */
 const char *gguf_type_name(enum gguf_type t);
+/* Bytes of one value of a scalar type; 0 for strings, arrays and unknown
+ * types. */
+uint64_t gguf_type_size(enum gguf_type t);
 
 /* True when the string equals the C string s. */
 bool gguf_str_eq(struct gguf_str a, const char *s);

@@ -41,8 +41,9 @@ static const struct setting settings[] = {
      "address to serve HTTP on; port 0 picks a free port (logged at start-up)"},
     {"db", "MAASD_DB", SK_STRING, F(db_path), "data/maasd.db", 0, 0, "PATH",
      "SQLite database file (created, and migrated, when missing)"},
-    {"model", "MAASD_MODEL", SK_MODELS, 0, 0, "", 0, 0, "ID=PATH",
-     "serve the GGUF file PATH as model ID; repeatable (environment: comma-separated)"},
+    {"model", "MAASD_MODEL", SK_MODELS, 0, 0, "maasd-demo=builtin:demo", 0, 0, "ID=PATH",
+     "serve the GGUF file PATH as model ID; repeatable (environment: comma-separated); "
+     "builtin:demo is the built-in demo model"},
     {"log-level", "MAASD_LOG_LEVEL", SK_LOGLEVEL, F(log_level), "info", 0, 0, "LEVEL",
      "debug, info, warn, error or off"},
     {"shutdown-timeout", "MAASD_SHUTDOWN_TIMEOUT", SK_DURATION, F(shutdown_timeout_ms), "30s",
@@ -55,8 +56,30 @@ static const struct setting settings[] = {
     {"connection-timeout", "MAASD_CONNECTION_TIMEOUT", SK_DURATION, F(connection_timeout_ms),
      "60s", 1000, 24LL * 3600 * 1000, "DURATION",
      "close a connection idle this long (whole seconds; waiting on the model does not count)"},
+    {"max-running", "MAASD_MAX_RUNNING", SK_INT, F(max_running), "64", 1, 4096, "N",
+     "sequences decoding at once, per model (continuous batching)"},
+    {"max-batch-tokens", "MAASD_MAX_BATCH_TOKENS", SK_INT, F(max_batch_tokens), "512", 1, 65536,
+     "N", "tokens per forward pass: one per decoding sequence plus prompt chunks"},
+    {"max-queue", "MAASD_MAX_QUEUE", SK_INT, F(max_queue), "256", 1, 1000000, "N",
+     "requests waiting per model; beyond it 503 server_overloaded with Retry-After"},
+    {"kv-cache-bytes", "MAASD_KV_CACHE_BYTES", SK_SIZE, F(kv_cache_bytes), "2G", 1 << 20,
+     1LL << 40, "SIZE", "KV-cache memory per model; requests wait when it is full"},
+    {"ctx-size", "MAASD_CTX_SIZE", SK_INT, F(ctx_size), "0", 0, 1 << 20, "N",
+     "context length per sequence; 0 = the model's trained context"},
+    {"threads", "MAASD_THREADS", SK_INT, F(threads), "0", 0, 1024, "N",
+     "compute threads; 0 = every online CPU"},
+    {"request-timeout", "MAASD_REQUEST_TIMEOUT", SK_DURATION, F(request_timeout_ms), "10m", 100,
+     24LL * 3600 * 1000, "DURATION",
+     "an inference request still running after this fails with 504 (tokens used are billed)"},
     {"test-routes", "MAASD_TEST_ROUTES", SK_BOOL, F(test_routes), "false", 0, 0, "BOOL",
      "serve the /_test/* routes used by the test suite; never in production"},
+    {"key-pepper-file", "MAASD_KEY_PEPPER_FILE", SK_STRING, F(key_pepper_file), "", 0, 0, "PATH",
+     "secret that API key hashes are keyed with (default <db>.pepper, created on first start); "
+     "losing it invalidates every key: back it up apart from the database"},
+    {"idempotency-retention", "MAASD_IDEMPOTENCY_RETENTION", SK_DURATION,
+     F(idempotency_retention_ms), "24h", 24LL * 3600 * 1000, 30LL * 24 * 3600 * 1000, "DURATION",
+     "how long a response stored for an Idempotency-Key is replayed before it is deleted "
+     "(at least 24h)"},
 };
 
 #define N_SETTINGS (sizeof settings / sizeof settings[0])

@@ -45,6 +45,17 @@ struct config {
     int max_connections;
     uint64_t connection_timeout_ms;
     bool test_routes;                 /* the /_test/ routes, for the test suite only */
+
+    /* inference (per model) */
+    int max_running;
+    int max_batch_tokens;
+    int max_queue;
+    uint64_t kv_cache_bytes;
+    int ctx_size;                     /* 0 = the model's trained context */
+    int threads;                      /* 0 = every online CPU */
+    uint64_t request_timeout_ms;
+    char key_pepper_file[CONFIG_PATH_MAX]; /* "" = <db_path>.pepper (server/pepper.h) */
+    uint64_t idempotency_retention_ms;     /* stored idempotent responses live this long */
 };
 
 /* Parse argv (after the subcommand name), the environment and the config

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "server/bootstrap.h"
 #include "server/log.h"
 #include "server/migrate.h"
 #include "server/store.h"
@@ -111,11 +112,13 @@ int daemon_serve(const struct config *cfg)
         goto fail;
     if (!prepare_database(cfg, &e) ||
         !writer_start(cfg->db_path, &d->mailbox, &d->writer, &e) ||
-        !store_open(cfg->db_path, STORE_READONLY, &d->db_read, &e))
+        !store_open(cfg->db_path, STORE_READONLY, &d->db_read, &e) ||
+        !bootstrap_daemon(d, &e))
         goto fail;
 
-    /* Models arrive with the engine; with none configured we are ready. */
-    d->models_loaded = cfg->n_models == 0;
+    if (!models_load(cfg, &d->loop, d->db_read, &d->models, &e))
+        goto fail;
+    d->models_loaded = true;
 
     uv_signal_init(&d->loop, &d->sig_term);
     uv_signal_init(&d->loop, &d->sig_int);
@@ -144,10 +147,19 @@ fail:
     uv_run(&d->loop, UV_RUN_DEFAULT);
 
 done:
-    /* The writer commits everything queued before it stops; its last
-     * deliveries are drained here, after the loop has stopped. */
+    /* Stopping the schedulers delivers the final events of whatever they
+     * still held (cancelled); those may queue ledger writes, which the
+     * writer commits before it stops. Each stage's deliveries are drained
+     * here, after the loop has stopped, and the loop turned once more so
+     * that handles closed by them are released. */
+    models_stop(&d->models);
+    mailbox_drain(&d->mailbox);
+    uv_run(&d->loop, UV_RUN_NOWAIT);
     writer_stop(d->writer);
     mailbox_drain(&d->mailbox);
+    uv_run(&d->loop, UV_RUN_NOWAIT);
+    models_free(&d->models);
+    bootstrap_daemon_stop(d);
     store_close(d->db_read);
     if (uv_loop_close(&d->loop) != 0)
         log_line(LOG_WARN, "event loop closed with handles open", LF_END);

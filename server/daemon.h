@@ -25,9 +25,11 @@
 #include <stdbool.h>
 #include <uv.h>
 
+#include "server/apikey.h"
 #include "server/config.h"
 #include "server/http.h"
 #include "server/mailbox.h"
+#include "server/models.h"
 #include "server/writer.h"
 
 struct daemon_ctx {
@@ -38,7 +40,15 @@ struct daemon_ctx {
     sqlite3 *db_read;          /* read-only, loop thread: point reads only */
     struct writer *writer;
 
+    struct models models;      /* loaded before the loop runs */
     bool models_loaded;        /* every configured model is loaded */
+
+    /* Tenancy (server/bootstrap.h sets these up after migration). */
+    uint8_t key_pepper[APIKEY_PEPPER_LEN];
+    struct auth *auth;                 /* keys → principals, on db_read */
+    struct admission *admission;       /* rate limits and quotas, in memory */
+    struct idempotency *idempotency;   /* Idempotency-Key attempts in flight */
+    uv_timer_t tenancy_timer;          /* renewals, purges, sweeps: once a minute */
 
     uv_signal_t sig_term, sig_int;
     uv_timer_t shutdown_timer;

@@ -87,6 +87,16 @@ static const struct command commands[] = {
     {"serve", cmd_serve, "run the daemon (maasd serve --help lists every setting)"},
     {"migrate", cmd_migrate, "apply pending database migrations [--db PATH] [--dry-run]"},
     {"version", cmd_version, "print version, commit and build flags"},
+    {"inspect", cmd_inspect, "print a GGUF file's metadata and tensor table [--full] PATH"},
+    {"tokenize", cmd_tokenize, "tokenize text: --model PATH [--ids] [--special] [--no-bos] TEXT|-"},
+    {"demo-model", cmd_demo_model, "write the built-in demo model as a GGUF file: PATH"},
+    {"generate", cmd_generate, "run a model: --model PATH (--prompt TEXT | --prompt-ids 1,2) [--max-tokens N] [--temperature T] [--seed S] [--ids]"},
+    {"customers", cmd_customers, "create|list|get|update customers (on the database file)"},
+    {"keys", cmd_keys, "issue|list|revoke|rotate API keys (issue prints the secret alone)"},
+    {"plans", cmd_plans, "list plans, create-version of a plan"},
+    {"subscriptions", cmd_subscriptions, "create|change|cancel|get a customer's subscription"},
+    {"credits", cmd_credits, "grant|list prepaid and promotional credits"},
+    {"audit", cmd_audit, "verify the audit log's hash chain"},
 };
 
 static void usage(FILE *out)

@@ -93,16 +93,6 @@ void test_gguf_str(struct test_gguf *w, const char *key, const char *v)
     w->n_kv++;
 }
 
-static size_t scalar_size(uint32_t t)
-{
-    switch (t) {
-    case GGUF_TYPE_UINT8: case GGUF_TYPE_INT8: case GGUF_TYPE_BOOL: return 1;
-    case GGUF_TYPE_UINT16: case GGUF_TYPE_INT16: return 2;
-    case GGUF_TYPE_UINT32: case GGUF_TYPE_INT32: case GGUF_TYPE_FLOAT32: return 4;
-    default: return 8;
-    }
-}
-
 void test_gguf_arr(struct test_gguf *w, const char *key, uint32_t elem_type, const void *elems,
                    uint64_t n)
 {
@@ -110,7 +100,7 @@ void test_gguf_arr(struct test_gguf *w, const char *key, uint32_t elem_type, con
     put_u32(&w->kv, GGUF_TYPE_ARRAY);
     put_u32(&w->kv, elem_type);
     put_u64(&w->kv, n);
-    put(&w->kv, elems, (size_t)n * scalar_size(elem_type));
+    put(&w->kv, elems, (size_t)(n * gguf_type_size((enum gguf_type)elem_type)));
     w->n_kv++;
 }
 

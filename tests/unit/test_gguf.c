@@ -38,8 +38,6 @@ static void expect_refused(uint8_t *buf, size_t len, enum err_code code, const c
     struct err e;
     uint8_t *copy;
     struct gguf_file *f = open_exact(buf, len, &e, &copy);
-    if (getenv("SHOW_ERRORS"))
-        fprintf(stderr, "  [%s] %s (param %s)\n", err_code_name(e.code), e.msg, e.param);
     if (f || e.code != code || (needle && !strstr(e.msg, needle)) ||
         (param && strcmp(e.param, param) != 0))
         fail_msg("expected %s naming '%s' (param '%s'), got %s: %s (param '%s')",

@@ -4,15 +4,16 @@
 // an ephemeral loopback port, learnt from its "listening" log line. stderr
 // is kept line by line so tests can assert on logs.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, dirname } from 'node:path';
 import net from 'node:net';
 
 export const BIN = process.env.MAASD_BIN;
 if (!BIN) throw new Error('set MAASD_BIN to the maasd binary');
 // Sanitizer builds are several times slower: scale waits, never assert times.
-export const SLOW = process.env.MAASD_SANITIZED ? 5 : 1;
+export const SANITIZED = !!process.env.MAASD_SANITIZED;
+export const SLOW = SANITIZED ? 5 : 1;
 
 export function tempDir() {
   return mkdtempSync(join(tmpdir(), 'maasd-e2e-'));
@@ -111,3 +112,49 @@ export function parseRawResponse(text) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// The keys the daemon wrote, on first start, to the credentials file next
+// to its database (see docs/billing.md): MAASD_ADMIN_KEY, MAASD_DEMO_KEY.
+export function credentials(d) {
+  const text = readFileSync(join(dirname(d.dbPath), 'maasd-credentials.txt'), 'utf8');
+  const out = {};
+  for (const line of text.split('\n')) {
+    const m = line.match(/^([A-Z_]+)=(.*)$/);
+    if (m) out[m[1]] = m[2];
+  }
+  return out;
+}
+export const adminKey = (d) => credentials(d).MAASD_ADMIN_KEY;
+export const demoKey = (d) => credentials(d).MAASD_DEMO_KEY;
+
+// A new customer on `plan` with an inference + usage:read key, made through
+// the admin API. Tests that need headroom use 'enterprise' (32 concurrent
+// requests, 6000 a minute); the demo customer is on 'free'.
+export async function newCustomer(d, { plan = 'enterprise', name = 'Test customer', scopes = ['inference', 'usage:read'] } = {}) {
+  const admin = adminKey(d);
+  const call = async (path, body) => {
+    const r = await fetch(`${d.url}${path}`, {
+      method: 'POST', body: JSON.stringify(body),
+      headers: { Authorization: `Bearer ${admin}`, 'Content-Type': 'application/json' },
+    });
+    const json = await r.json();
+    if (r.status !== 200) throw new Error(`${path}: ${r.status} ${JSON.stringify(json)}`);
+    return json;
+  };
+  const c = await call('/admin/v1/customers', { name });
+  await call(`/admin/v1/customers/${c.id}/subscription`, { plan });
+  const k = await call(`/admin/v1/customers/${c.id}/keys`, { scopes });
+  return { id: c.id, key: k.secret, keyId: k.id };
+}
+
+// logit_bias that keeps a model from ending early: its end-of-text token
+// (asked of the model's own tokenizer) banned.
+export async function noEos(d, key, model = 'maasd-demo') {
+  const r = await fetch(`${d.url}/v1/tokenize`, {
+    method: 'POST', headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ model, prompt: '<|endoftext|>', add_special: false, parse_special: true }),
+  });
+  const j = await r.json();
+  if (j.tokens?.length !== 1) throw new Error(`no single end-of-text token: ${JSON.stringify(j)}`);
+  return { [j.tokens[0]]: -100 };
+}
