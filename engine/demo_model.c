@@ -268,9 +268,8 @@ static bool check_spec(const struct demo_model_spec *s, struct err *e)
     }
 }
 
-static bool plan_build(const struct demo_model_spec *s, struct plan *p, struct err *e)
+static bool plan_fill(const struct demo_model_spec *s, struct plan *p, struct err *e)
 {
-    memset(p, 0, sizeof *p);
     struct vocab v = {0};
     if (s->with_vocab && !vocab_build(&v, e)) {
         vocab_free(&v);
@@ -370,6 +369,16 @@ static void plan_free(struct plan *p)
 {
     free(p->t);
     free(p->head.p);
+}
+
+/* Validate the spec and lay the file out; nothing to free on failure. */
+static bool plan_build(const struct demo_model_spec *s, struct plan *p, struct err *e)
+{
+    memset(p, 0, sizeof *p);
+    if (check_spec(s, e) && plan_fill(s, p, e))
+        return true;
+    plan_free(p);
+    return false;
 }
 
 /* ---- weights ------------------------------------------------------------------- */
@@ -478,13 +487,9 @@ static bool gen_tensor(const struct demo_model_spec *s, const struct plan *p, si
 bool demo_model_build(const struct demo_model_spec *s, void **buf, size_t *len, struct err *e)
 {
     *buf = NULL;
-    if (!check_spec(s, e))
-        return false;
     struct plan p;
-    if (!plan_build(s, &p, e)) {
-        plan_free(&p);
+    if (!plan_build(s, &p, e))
         return false;
-    }
     size_t total = p.head.len + p.data_bytes;
     uint8_t *out = calloc(1, total);
     if (!out) {
@@ -506,13 +511,9 @@ bool demo_model_build(const struct demo_model_spec *s, void **buf, size_t *len, 
 
 bool demo_model_write(const struct demo_model_spec *s, const char *path, struct err *e)
 {
-    if (!check_spec(s, e))
-        return false;
     struct plan p;
-    if (!plan_build(s, &p, e)) {
-        plan_free(&p);
+    if (!plan_build(s, &p, e))
         return false;
-    }
     FILE *f = fopen(path, "wb");
     if (!f) {
         plan_free(&p);
