@@ -1,7 +1,7 @@
 /* bench/engine.c — engine throughput on a TinyLlama-1.1B-shaped model with
  * random weights, with OpenBLAS measured in the same run as the yardstick.
  *
- *   build/bench/engine [--types f32,f16,q8_0] [--threads N] [--layers N]
+ *   build/bench/engine [--types f32,f16,q8_0] [--threads N] [--isa ISA] [--layers N]
  *                      [--prompt N] [--batches 1,4,16,64] [--ctx N]
  *                      [--steps N] [--reps N] [--dir DIR] [--quick]
  *
@@ -52,6 +52,7 @@ static double now(void)
 struct opts {
     char types[64];
     int threads;
+    int isa; /* -1: the best this CPU has */
     uint32_t layers, prompt, ctx, steps, reps;
     uint32_t batches[8];
     int n_batches;
@@ -183,7 +184,7 @@ static bool bench_type(const struct opts *o, enum ggml_type type, struct result 
     kc.budget_bytes = kvcache_block_bytes(&kc) * blocks;
     struct kvcache *kv;
     struct forward *fw;
-    struct forward_options fo = {.max_batch = max_b, .max_outputs = max_b < 64 ? max_b : 64, .isa = -1};
+    struct forward_options fo = {.max_batch = max_b, .max_outputs = max_b < 64 ? max_b : 64, .isa = o->isa};
     if (!kvcache_create(&kc, &kv, &e) || !forward_create(m, kv, tp, &fo, &fw, &e)) {
         fprintf(stderr, "%s\n", e.msg);
         return false;
@@ -293,7 +294,8 @@ static bool bench_type(const struct opts *o, enum ggml_type type, struct result 
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: engine [--types f32,f16,q8_0] [--threads N] [--layers N] [--prompt N]\n"
+            "usage: engine [--types f32,f16,q8_0] [--threads N] [--isa scalar|avx2|avx512]\n"
+            "              [--layers N] [--prompt N]\n"
             "              [--batches 1,4,16,64] [--ctx N] [--steps N] [--reps N] [--dir DIR]\n"
             "              [--quick]\n");
     exit(2);
@@ -303,6 +305,7 @@ static void parse(int argc, char **argv, struct opts *o)
 {
     snprintf(o->types, sizeof o->types, "f32,f16,q8_0");
     o->threads = 0;
+    o->isa = -1;
     o->layers = 22;
     o->prompt = 512;
     o->ctx = 128;
@@ -327,6 +330,13 @@ static void parse(int argc, char **argv, struct opts *o)
             snprintf(o->types, sizeof o->types, "%s", v);
         else if (strcmp(a, "--threads") == 0)
             o->threads = atoi(v);
+        else if (strcmp(a, "--isa") == 0) {
+            o->isa = strcmp(v, "scalar") == 0 ? KERNELS_ISA_SCALAR
+                     : strcmp(v, "avx2") == 0 ? KERNELS_ISA_AVX2
+                     : strcmp(v, "avx512") == 0 ? KERNELS_ISA_AVX512 : -2;
+            if (o->isa == -2 || o->isa > (int)kernels_isa_best())
+                usage();
+        }
         else if (strcmp(a, "--layers") == 0)
             o->layers = (uint32_t)atoi(v);
         else if (strcmp(a, "--prompt") == 0)
@@ -372,7 +382,8 @@ int main(int argc, char **argv)
     char date[32];
     strftime(date, sizeof date, "%Y-%m-%d", gmtime(&now_t));
     printf("# maasd engine benchmark, %s, %d threads, kernels %s, %u layers (TinyLlama-1.1B shape)\n",
-           date, o.threads, kernels_isa_name(kernels_isa_best()), o.layers);
+           date, o.threads, kernels_isa_name(o.isa >= 0 ? (enum kernels_isa)o.isa : kernels_isa_best()),
+           o.layers);
     double load[1] = {0};
     FILE *la = fopen("/proc/loadavg", "r");
     if (la) {
