@@ -306,7 +306,9 @@ static bool plan_fill(const struct demo_model_spec *s, struct plan *p, struct er
     }
 
     struct gbuf *b = &p->head;
-    uint32_t n_kv = 12 + (s->with_vocab ? 10 : 0) + (s->arch[0] == 'q' ? 0 : 1);
+    /* llama files carry rope.dimension_count; qwen2 ones only when partial */
+    bool write_rot = s->arch[0] != 'q' || (s->n_rot && s->n_rot != hd);
+    uint32_t n_kv = 12 + (s->with_vocab ? 10 : 0) + (write_rot ? 1 : 0);
     put(b, "GGUF", 4);
     put_u32(b, 3);
     put_u64(b, p->n);
@@ -326,8 +328,8 @@ static bool plan_fill(const struct demo_model_spec *s, struct plan *p, struct er
     kv_f32(b, AK("attention.layer_norm_rms_epsilon"), 1e-5f);
     kv_f32(b, AK("rope.freq_base"), s->rope_freq_base > 0 ? s->rope_freq_base : 10000.0f);
     kv_u32(b, "general.quantization_version", 2);
-    if (s->arch[0] != 'q')
-        kv_u32(b, AK("rope.dimension_count"), (uint32_t)hd);
+    if (write_rot)
+        kv_u32(b, AK("rope.dimension_count"), s->n_rot ? s->n_rot : (uint32_t)hd);
 #undef AK
     if (s->with_vocab) {
         kv_str(b, "tokenizer.ggml.model", "gpt2");
