@@ -268,9 +268,8 @@ static bool check_spec(const struct demo_model_spec *s, struct err *e)
     }
 }
 
-static bool plan_build(const struct demo_model_spec *s, struct plan *p, struct err *e)
+static bool plan_fill(const struct demo_model_spec *s, struct plan *p, struct err *e)
 {
-    memset(p, 0, sizeof *p);
     struct vocab v = {0};
     if (s->with_vocab && !vocab_build(&v, e)) {
         vocab_free(&v);
@@ -307,7 +306,9 @@ static bool plan_build(const struct demo_model_spec *s, struct plan *p, struct e
     }
 
     struct gbuf *b = &p->head;
-    uint32_t n_kv = 12 + (s->with_vocab ? 10 : 0) + (s->arch[0] == 'q' ? 0 : 1);
+    /* llama files carry rope.dimension_count; qwen2 ones only when partial */
+    bool write_rot = s->arch[0] != 'q' || (s->n_rot && s->n_rot != hd);
+    uint32_t n_kv = 12 + (s->with_vocab ? 10 : 0) + (write_rot ? 1 : 0);
     put(b, "GGUF", 4);
     put_u32(b, 3);
     put_u64(b, p->n);
@@ -327,8 +328,8 @@ static bool plan_build(const struct demo_model_spec *s, struct plan *p, struct e
     kv_f32(b, AK("attention.layer_norm_rms_epsilon"), 1e-5f);
     kv_f32(b, AK("rope.freq_base"), s->rope_freq_base > 0 ? s->rope_freq_base : 10000.0f);
     kv_u32(b, "general.quantization_version", 2);
-    if (s->arch[0] != 'q')
-        kv_u32(b, AK("rope.dimension_count"), (uint32_t)hd);
+    if (write_rot)
+        kv_u32(b, AK("rope.dimension_count"), s->n_rot ? s->n_rot : (uint32_t)hd);
 #undef AK
     if (s->with_vocab) {
         kv_str(b, "tokenizer.ggml.model", "gpt2");
@@ -370,6 +371,16 @@ static void plan_free(struct plan *p)
 {
     free(p->t);
     free(p->head.p);
+}
+
+/* Validate the spec and lay the file out; nothing to free on failure. */
+static bool plan_build(const struct demo_model_spec *s, struct plan *p, struct err *e)
+{
+    memset(p, 0, sizeof *p);
+    if (check_spec(s, e) && plan_fill(s, p, e))
+        return true;
+    plan_free(p);
+    return false;
 }
 
 /* ---- weights ------------------------------------------------------------------- */
@@ -478,13 +489,9 @@ static bool gen_tensor(const struct demo_model_spec *s, const struct plan *p, si
 bool demo_model_build(const struct demo_model_spec *s, void **buf, size_t *len, struct err *e)
 {
     *buf = NULL;
-    if (!check_spec(s, e))
-        return false;
     struct plan p;
-    if (!plan_build(s, &p, e)) {
-        plan_free(&p);
+    if (!plan_build(s, &p, e))
         return false;
-    }
     size_t total = p.head.len + p.data_bytes;
     uint8_t *out = calloc(1, total);
     if (!out) {
@@ -506,13 +513,9 @@ bool demo_model_build(const struct demo_model_spec *s, void **buf, size_t *len, 
 
 bool demo_model_write(const struct demo_model_spec *s, const char *path, struct err *e)
 {
-    if (!check_spec(s, e))
-        return false;
     struct plan p;
-    if (!plan_build(s, &p, e)) {
-        plan_free(&p);
+    if (!plan_build(s, &p, e))
         return false;
-    }
     FILE *f = fopen(path, "wb");
     if (!f) {
         plan_free(&p);

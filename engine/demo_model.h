@@ -42,6 +42,7 @@ struct demo_model_spec {
     bool tied;               /* no output.weight */
     bool qkv_bias;
     float rope_freq_base;    /* 0 = 10000 */
+    uint32_t n_rot;          /* rope.dimension_count; 0 = the head size */
     uint64_t seed;
     bool with_vocab;         /* the demo's BPE vocabulary and chat template */
 };

@@ -47,6 +47,7 @@ struct forward {
     /* the current call */
     const struct forward_batch *b;
     uint32_t n;
+    uint32_t n_done;       /* tokens of the last successful run (outputs valid) */
     uint32_t layer;
     int32_t *hidden_row;   /* per batch token: row in `hidden`, or -1 */
     int32_t *logit_row;    /* per batch token: row in `logits`, or -1 */
@@ -442,6 +443,7 @@ static bool check_batch(struct forward *f, const struct forward_batch *b, struct
 
 bool forward_run(struct forward *f, const struct forward_batch *b, struct err *e)
 {
+    f->n_done = 0;
     if (!check_batch(f, b, e))
         return false;
     f->b = b;
@@ -456,19 +458,20 @@ bool forward_run(struct forward *f, const struct forward_batch *b, struct err *e
     for (uint32_t s = 0; s < f->n_batch_seqs; s++)
         kvcache_seq_set_len(f->kv, f->batch_seqs[s], f->seq_next[f->batch_seqs[s]]);
     f->b = NULL;
+    f->n_done = f->n;
     return true;
 }
 
 const float *forward_logits(const struct forward *f, uint32_t i)
 {
-    if (i >= f->max_batch || f->logit_row[i] < 0)
+    if (i >= f->n_done || f->logit_row[i] < 0)
         return NULL;
     return f->logits + (size_t)f->logit_row[i] * f->m->hp.n_vocab;
 }
 
 const float *forward_hidden(const struct forward *f, uint32_t i)
 {
-    if (i >= f->max_batch || f->hidden_row[i] < 0)
+    if (i >= f->n_done || f->hidden_row[i] < 0)
         return NULL;
     return f->hidden + (size_t)f->hidden_row[i] * f->d;
 }

@@ -74,7 +74,9 @@ void forward_destroy(struct forward *f);
 
 bool forward_run(struct forward *f, const struct forward_batch *b, struct err *e);
 
-/* Outputs of batch token i from the last run; NULL if it did not ask. */
+/* Outputs of batch token i from the last run; NULL if it did not ask, if i
+ * is beyond that batch, or if the last run failed. Asking for logits also
+ * gives the hidden state. */
 const float *forward_logits(const struct forward *f, uint32_t i);
 const float *forward_hidden(const struct forward *f, uint32_t i);
 

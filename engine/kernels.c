@@ -4,7 +4,6 @@
 #include "engine/kernels.h"
 
 #include <cpuid.h>
-
 #include <math.h>
 #include <string.h>
 
@@ -87,25 +86,36 @@ uint16_t kernels_f32_to_bf16(float f)
 
 /* ---- ISA ------------------------------------------------------------------ */
 
-/* F16C is CPUID.1:ECX bit 29 (clang 14's __builtin_cpu_supports does not
- * know the name). */
-static bool cpu_has_f16c(void)
+/* CPUID and XGETBV directly: compiler builtins differ in which feature names
+ * they know (clang 14 lacks some), and the OS must have enabled the
+ * registers (XCR0) for a feature to be usable. */
+static uint64_t xgetbv0(void)
 {
-    unsigned a, b, c, d;
-    return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
 }
 
 enum kernels_isa kernels_isa_best(void)
 {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("fma") &&
-        cpu_has_f16c())
+    uint32_t a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return KERNELS_ISA_SCALAR;
+    bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28),
+         f16c = c & (1u << 29);
+    if (!osxsave || !avx || !fma || !f16c)
+        return KERNELS_ISA_SCALAR;
+    uint64_t xcr0 = xgetbv0();
+    if ((xcr0 & 0x6) != 0x6) /* SSE and AVX state */
+        return KERNELS_ISA_SCALAR;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return KERNELS_ISA_SCALAR;
+    bool avx2 = b & (1u << 5);
+    bool avx512 = (b & (1u << 16)) && (b & (1u << 17)) && (b & (1u << 30)) && (b & (1u << 31)) &&
+                  (c & (1u << 11)); /* F, DQ, BW, VL, VNNI */
+    if (avx512 && (xcr0 & 0xe0) == 0xe0) /* opmask and all 32 zmm */
         return KERNELS_ISA_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c())
-        return KERNELS_ISA_AVX2;
-    return KERNELS_ISA_SCALAR;
+    return avx2 ? KERNELS_ISA_AVX2 : KERNELS_ISA_SCALAR;
 }
 
 const char *kernels_isa_name(enum kernels_isa isa)
@@ -305,22 +315,39 @@ static void pack_group(const struct kernels_matrix *m, const uint8_t *src, uint3
         const uint8_t *row = n < m->n_out ? src + (size_t)n * rb : NULL;
         switch (m->type) {
         case GGML_TYPE_F32:
-            for (uint32_t i = 0; i < k && row; i++)
-                memcpy(dst + ((size_t)i * 16 + c) * 4, row + (size_t)i * 4, 4);
+            if (row) {
+                const float *r = (const float *)row;
+                float *d = (float *)dst + c;
+                for (uint32_t i = 0; i < k; i++)
+                    d[(size_t)i * 16] = r[i];
+            }
             break;
         case GGML_TYPE_F16:
         case GGML_TYPE_BF16:
-            for (uint32_t i = 0; i < k && row; i++)
-                memcpy(dst + ((size_t)i * 16 + c) * 2, row + (size_t)i * 2, 2);
+            if (row) {
+                uint16_t *d = (uint16_t *)dst + c;
+                for (uint32_t i = 0; i < k; i++)
+                    d[(size_t)i * 16] = rd16(row + (size_t)i * 2);
+            }
             break;
         case GGML_TYPE_Q8_0:
+            /* whole dwords: 4 quants of one column per 64-byte chunk row */
             for (uint32_t b = 0; b < k / 32; b++) {
-                const uint8_t *blk = row ? row + (size_t)b * 34 : NULL;
-                for (int j = 0; j < 8; j++)
-                    for (int i = 0; i < 4; i++)
-                        dst[(size_t)b * 512 + j * 64 + c * 4 + i] =
-                            (uint8_t)((blk ? blk[2 + 4 * j + i] : 0) ^ 0x80);
-                wr16(dst + kq8_0_scales_off(k) + ((size_t)b * 16 + c) * 2, blk ? rd16(blk) : 0);
+                uint8_t *q = dst + (size_t)b * 512 + c * 4;
+                uint8_t *sc = dst + kq8_0_scales_off(k) + ((size_t)b * 16 + c) * 2;
+                if (!row) {
+                    for (int j = 0; j < 8; j++)
+                        memset(q + j * 64, 0x80, 4);
+                    continue;
+                }
+                const uint8_t *blk = row + (size_t)b * 34;
+                for (int j = 0; j < 8; j++) {
+                    uint32_t v;
+                    memcpy(&v, blk + 2 + 4 * j, 4);
+                    v ^= 0x80808080u;
+                    memcpy(q + j * 64, &v, 4);
+                }
+                memcpy(sc, blk, 2);
             }
             break;
         case GGML_TYPE_Q4_0:

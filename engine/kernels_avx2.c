@@ -2,7 +2,13 @@
  * AVX-512. A packed group of 16 columns is two ymm halves. Same per-element
  * arithmetic as the scalar reference (kernels.h); int8 products use
  * vpmaddubsw on operands arranged so that no 16-bit pair sum can saturate. */
+/* Every function in this file is compiled for these features (GCC and
+ * clang spell it differently; the fuzz build uses clang). */
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
 #pragma GCC target("avx2,fma,f16c")
+#endif
 
 #include <immintrin.h>
 #include <math.h>
@@ -476,3 +482,7 @@ void kernels_avx2_attend(const struct kernels_attn *a)
         }
     }
 }
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif

@@ -7,7 +7,13 @@
  * weight vector loaded is used MR times and each activation broadcast NG
  * times. Tile sizes are template parameters (always_inline + constant
  * arguments): the per-element arithmetic does not depend on them. */
+/* Every function in this file is compiled for these features (GCC and
+ * clang spell it differently; the fuzz build uses clang). */
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c"))), apply_to = function)
+#else
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c")
+#endif
 
 #include <immintrin.h>
 #include <math.h>
@@ -728,3 +734,7 @@ void kernels_avx512_act_convert_row(struct kernels_act *a, uint32_t r, const flo
     }
     }
 }
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif

@@ -341,6 +341,10 @@ static bool pack_all(struct model *m, struct pack_plan *p, struct threadpool *tp
     size_t n_tasks = 0;
     for (size_t i = 0; i < p->n; i++) {
         const struct gguf_tensor *t = p->jobs[i].src;
+        /* Read-ahead for the file pages packing is about to read (a hint,
+         * harmless when the GGUF is a memory buffer). */
+        uintptr_t lo = (uintptr_t)t->data & ~(uintptr_t)4095;
+        madvise((void *)lo, (uintptr_t)t->data + t->n_bytes - lo, MADV_WILLNEED);
         kernels_pack_init(t->type, (uint32_t)t->ne[0], (uint32_t)t->ne[1],
                           (uint8_t *)arena + p->jobs[i].offset, p->jobs[i].dst);
         n_tasks += (p->jobs[i].dst->n_groups + PACK_CHUNK_GROUPS - 1) / PACK_CHUNK_GROUPS;

@@ -5,16 +5,17 @@
  * Why: a forward pass runs a few hundred parallel loops per token, and
  * starting a thread costs milliseconds here. The workers are started once and
  * wait between loops: they spin briefly (a decode step's loops follow each
- * other within microseconds) and then sleep on a futex, so an idle engine
- * costs no CPU.
+ * other within microseconds), then yield, then sleep on a futex, so an idle
+ * engine costs no CPU.
  *
  * Contract
  *   threadpool_run(tp, fn, ctx, n) calls fn(ctx, task, thread) exactly once
  *   for every task in [0, n) and returns when all calls have returned. Tasks
- *   are claimed dynamically (an atomic counter), so a core that is busy with
- *   something else simply claims fewer; `thread` is in [0, threadpool_size())
- *   and is stable for the duration of one call, so it can index per-thread
- *   scratch. The caller's thread takes part as thread 0.
+ *   are claimed dynamically, so a core that is busy with something else
+ *   simply claims fewer, and the caller never waits for a worker that has
+ *   not woken up (only for tasks in progress); `thread` is in
+ *   [0, threadpool_size()) and is stable for the duration of one call, so it
+ *   can index per-thread scratch. The caller's thread takes part as thread 0.
  *
  *   Which thread runs which task is not deterministic: results must not
  *   depend on it (the engine's kernels compute every output element with the

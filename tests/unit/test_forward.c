@@ -336,6 +336,15 @@ static void test_batch_validation(void **state)
     assert_null(forward_logits(g.fw, 2));
     assert_null(forward_hidden(g.fw, 2));
     assert_non_null(forward_hidden(g.fw, 0)); /* logits imply the hidden state */
+    /* a smaller or failed run leaves no stale outputs behind */
+    b.n_tokens = 1;
+    pos[0] = 3;
+    assert_true(forward_run(g.fw, &b, &e));
+    assert_non_null(forward_logits(g.fw, 0));
+    assert_null(forward_logits(g.fw, 1));
+    pos[0] = 9;
+    assert_false(forward_run(g.fw, &b, &e));
+    assert_null(forward_logits(g.fw, 0));
     engine_close(&g);
 }
 
@@ -495,6 +504,184 @@ static void test_kquant_mix(void **state)
     free(ref.logits);
 }
 
+/* ---- an independent float64 forward pass, the textbook way ---- */
+
+static const float *tensor_f32(const struct gguf_file *f, const char *name)
+{
+    const struct gguf_tensor *t = gguf_tensor_find(f, name);
+    if (!t)
+        return NULL;
+    assert_int_equal(t->type, GGML_TYPE_F32);
+    return t->data;
+}
+
+/* y[o] = sum_i W[o][i] x[i] for a GGUF matrix ne = [n_in, n_out] */
+static void ref_matvec(const float *w, const double *x, uint32_t n_in, uint32_t n_out, double *y)
+{
+    for (uint32_t o = 0; o < n_out; o++) {
+        double s = 0;
+        for (uint32_t i = 0; i < n_in; i++)
+            s += (double)w[(size_t)o * n_in + i] * x[i];
+        y[o] = s;
+    }
+}
+
+static void ref_rmsnorm(const double *x, const float *w, uint32_t n, double eps, double *y)
+{
+    double ss = 0;
+    for (uint32_t i = 0; i < n; i++)
+        ss += x[i] * x[i];
+    double sc = 1.0 / sqrt(ss / n + eps);
+    for (uint32_t i = 0; i < n; i++)
+        y[i] = x[i] * sc * w[i];
+}
+
+static void ref_rope(double *v, uint32_t heads, const struct model_hparams *hp, uint32_t pos)
+{
+    for (uint32_t h = 0; h < heads; h++)
+        for (uint32_t i = 0; i < hp->n_rot / 2; i++) {
+            double th = pos * pow(hp->rope_freq_base, -2.0 * i / hp->n_rot);
+            uint32_t a = hp->rope_neox ? i : 2 * i, b = hp->rope_neox ? i + hp->n_rot / 2 : 2 * i + 1;
+            double *x = v + (size_t)h * hp->head_dim, x0 = x[a], x1 = x[b];
+            x[a] = x0 * cos(th) - x1 * sin(th);
+            x[b] = x0 * sin(th) + x1 * cos(th);
+        }
+}
+
+static void ref_forward(const struct gguf_file *f, const struct model_hparams *hp, const int32_t *tok,
+                        uint32_t n, double *logits)
+{
+    const uint32_t d = hp->n_embd, hd = hp->head_dim, dq = hp->n_head * hd,
+                   dkv = hp->n_head_kv * hd, ff = hp->n_ff, V = hp->n_vocab;
+    double *x = calloc((size_t)n * d, 8), *xb = calloc(d, 8), *K = calloc((size_t)n * dkv, 8),
+           *Vv = calloc((size_t)n * dkv, 8), *Q = calloc((size_t)n * dq, 8), *att = calloc(dq, 8),
+           *o = calloc(d, 8), *g = calloc(ff, 8), *u = calloc(ff, 8), *p = calloc(n, 8);
+    const float *emb = tensor_f32(f, "token_embd.weight");
+    for (uint32_t i = 0; i < n; i++)
+        for (uint32_t j = 0; j < d; j++)
+            x[(size_t)i * d + j] = emb[(size_t)tok[i] * d + j];
+    char name[64];
+#define W(s) (snprintf(name, sizeof name, "blk.%u.%s", l, s), tensor_f32(f, name))
+    for (uint32_t l = 0; l < hp->n_layer; l++) {
+        for (uint32_t i = 0; i < n; i++) {
+            ref_rmsnorm(x + (size_t)i * d, W("attn_norm.weight"), d, hp->rms_eps, xb);
+            ref_matvec(W("attn_q.weight"), xb, d, dq, Q + (size_t)i * dq);
+            ref_matvec(W("attn_k.weight"), xb, d, dkv, K + (size_t)i * dkv);
+            ref_matvec(W("attn_v.weight"), xb, d, dkv, Vv + (size_t)i * dkv);
+            if (hp->qkv_bias) {
+                for (uint32_t j = 0; j < dq; j++)
+                    Q[(size_t)i * dq + j] += W("attn_q.bias")[j];
+                for (uint32_t j = 0; j < dkv; j++) {
+                    K[(size_t)i * dkv + j] += W("attn_k.bias")[j];
+                    Vv[(size_t)i * dkv + j] += W("attn_v.bias")[j];
+                }
+            }
+            ref_rope(Q + (size_t)i * dq, hp->n_head, hp, i);
+            ref_rope(K + (size_t)i * dkv, hp->n_head_kv, hp, i);
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            for (uint32_t h = 0; h < hp->n_head; h++) {
+                uint32_t kvh = h / (hp->n_head / hp->n_head_kv);
+                double max = -INFINITY, sum = 0;
+                for (uint32_t j = 0; j <= i; j++) {
+                    double s = 0;
+                    for (uint32_t c = 0; c < hd; c++)
+                        s += Q[(size_t)i * dq + h * hd + c] * K[(size_t)j * dkv + kvh * hd + c];
+                    p[j] = s / sqrt(hd);
+                    max = fmax(max, p[j]);
+                }
+                for (uint32_t j = 0; j <= i; j++)
+                    sum += p[j] = exp(p[j] - max);
+                for (uint32_t c = 0; c < hd; c++) {
+                    double a = 0;
+                    for (uint32_t j = 0; j <= i; j++)
+                        a += p[j] / sum * Vv[(size_t)j * dkv + kvh * hd + c];
+                    att[h * hd + c] = a;
+                }
+            }
+            ref_matvec(W("attn_output.weight"), att, dq, d, o);
+            double *xi = x + (size_t)i * d;
+            for (uint32_t j = 0; j < d; j++)
+                xi[j] += o[j];
+            ref_rmsnorm(xi, W("ffn_norm.weight"), d, hp->rms_eps, xb);
+            ref_matvec(W("ffn_gate.weight"), xb, d, ff, g);
+            ref_matvec(W("ffn_up.weight"), xb, d, ff, u);
+            for (uint32_t j = 0; j < ff; j++)
+                g[j] = g[j] / (1 + exp(-g[j])) * u[j];
+            ref_matvec(W("ffn_down.weight"), g, ff, d, o);
+            for (uint32_t j = 0; j < d; j++)
+                xi[j] += o[j];
+        }
+    }
+#undef W
+    const float *out = tensor_f32(f, "output.weight");
+    for (uint32_t i = 0; i < n; i++) {
+        ref_rmsnorm(x + (size_t)i * d, tensor_f32(f, "output_norm.weight"), d, hp->rms_eps, xb);
+        ref_matvec(out ? out : emb, xb, d, V, logits + (size_t)i * V);
+    }
+    free(x);
+    free(xb);
+    free(K);
+    free(Vv);
+    free(Q);
+    free(att);
+    free(o);
+    free(g);
+    free(u);
+    free(p);
+}
+
+/* Partial rotary embeddings (rope.dimension_count < head size), both pair
+ * layouts, biases and tied embeddings, against the float64 pass above. */
+static void test_matches_float64_reference(void **state)
+{
+    (void)state;
+    const struct demo_model_spec specs[] = {
+        {.arch = "llama", .n_embd = 64, .n_layer = 2, .n_head = 4, .n_head_kv = 2, .n_ff = 96,
+         .n_ctx = 256, .n_vocab = 100, .type = GGML_TYPE_F32, .n_rot = 8, .seed = 11},
+        {.arch = "qwen2", .n_embd = 64, .n_layer = 2, .n_head = 4, .n_head_kv = 1, .n_ff = 80,
+         .n_ctx = 256, .n_vocab = 90, .type = GGML_TYPE_F32, .n_rot = 12, .qkv_bias = true,
+         .tied = true, .rope_freq_base = 1e6f, .seed = 12},
+        {.arch = "llama", .n_embd = 48, .n_layer = 1, .n_head = 3, .n_head_kv = 3, .n_ff = 64,
+         .n_ctx = 256, .n_vocab = 70, .type = GGML_TYPE_F32, .seed = 13},
+    };
+    enum { N = 37 };
+    for (size_t k = 0; k < sizeof specs / sizeof specs[0]; k++) {
+        struct engine g;
+        engine_open(&g, &specs[k], 2, -1);
+        const struct model_hparams *hp = &g.model->hp;
+        assert_int_equal(hp->n_rot, specs[k].n_rot ? specs[k].n_rot : hp->head_dim);
+        struct err e;
+        int32_t s, tok[N], sq[N];
+        uint32_t pos[N];
+        uint8_t out[N];
+        assert_true(kvcache_seq_new(g.kv, &s, &e));
+        assert_true(kvcache_seq_reserve(g.kv, s, N, &e));
+        for (int i = 0; i < N; i++) {
+            tok[i] = prompt_token((int)k, i) % (int)hp->n_vocab;
+            sq[i] = s;
+            pos[i] = (uint32_t)i;
+            out[i] = FORWARD_OUT_LOGITS;
+        }
+        struct forward_batch b = {N, tok, sq, pos, out};
+        assert_true(forward_run(g.fw, &b, &e));
+        double *want = malloc(sizeof(double) * N * hp->n_vocab);
+        ref_forward(g.file, hp, tok, N, want);
+        double worst = 0, spread = 0;
+        for (int i = 0; i < N; i++)
+            for (uint32_t v = 0; v < hp->n_vocab; v++) {
+                double w = want[(size_t)i * hp->n_vocab + v];
+                worst = fmax(worst, fabs(forward_logits(g.fw, (uint32_t)i)[v] - w));
+                spread = fmax(spread, fabs(w));
+            }
+        if (worst > 1e-4 * (1 + spread))
+            fail_msg("%s n_rot %u: logits differ from float64 by %g (max |logit| %g)", specs[k].arch,
+                     hp->n_rot, worst, spread);
+        free(want);
+        engine_close(&g);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -504,6 +691,7 @@ int main(void)
         cmocka_unit_test(test_batch_validation),
         cmocka_unit_test(test_embeddings),
         cmocka_unit_test(test_kquant_mix),
+        cmocka_unit_test(test_matches_float64_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
