@@ -48,71 +48,15 @@ struct usage_args {
 
 /* ---- JSON pages -------------------------------------------------------------------------- */
 
-static cJSON *result_json(const struct usage_report_row *row)
-{
-    cJSON *r = cJSON_CreateObject();
-    cJSON_AddStringToObject(r, "object", "organization.usage.completions.result");
-    cJSON_AddNumberToObject(r, "input_tokens", (double)row->input_tokens);
-    cJSON_AddNumberToObject(r, "output_tokens", (double)row->output_tokens);
-    cJSON_AddNumberToObject(r, "input_cached_tokens", 0);
-    cJSON_AddNumberToObject(r, "input_audio_tokens", 0);
-    cJSON_AddNumberToObject(r, "output_audio_tokens", 0);
-    cJSON_AddNumberToObject(r, "num_model_requests", (double)row->requests);
-    cJSON_AddNullToObject(r, "project_id");
-    cJSON_AddNullToObject(r, "user_id");
-    const char *names[4] = {"api_key_id", "model", "customer_id", "plan"};
-    const char *vals[4] = {row->api_key_id, row->model, row->customer_id, row->plan_id};
-    for (int i = 0; i < 4; i++) {
-        if (vals[i])
-            cJSON_AddStringToObject(r, names[i], vals[i]);
-        else
-            cJSON_AddNullToObject(r, names[i]);
-        if (i == 1)
-            cJSON_AddNullToObject(r, "batch");
-    }
-    cJSON_AddNumberToObject(r, "num_aborted_requests", (double)row->aborted_requests);
-    cJSON_AddNumberToObject(r, "compute_seconds", (double)row->compute_ms / 1000.0);
-    return r;
-}
-
 static bool page_job(sqlite3 *db, struct finance_read *fr, struct err *e)
 {
     struct usage_args *a = fr->arg;
     struct usage_report_query q = a->q;
     q.start = a->page_start;
     q.end = a->page_end;
-    struct usage_report *cur = NULL;
-    if (!usage_report_open(db, &q, &cur, e))
+    cJSON *data = NULL;
+    if (!usage_report_json(db, &q, &data, e))
         return false;
-    cJSON *data = cJSON_CreateArray();
-    const struct usage_report_row *rows = NULL;
-    int n = 0;
-    bool done = false;
-    bool ok = usage_report_next(cur, &rows, &n, &done, e);
-    /* Every bucket of the page; the cursor's (only those with usage, in
-     * the same order and edges) fill theirs. */
-    for (int64_t b = q.start; ok && b < q.end;) {
-        int64_t be = usage_report_bucket_next(q.bucket, b);
-        if (be > q.end)
-            be = q.end;
-        cJSON *bucket = cJSON_CreateObject();
-        cJSON_AddStringToObject(bucket, "object", "bucket");
-        cJSON_AddNumberToObject(bucket, "start_time", (double)(b / 1000));
-        cJSON_AddNumberToObject(bucket, "end_time", (double)(be / 1000));
-        cJSON *results = cJSON_AddArrayToObject(bucket, "results");
-        cJSON_AddItemToArray(data, bucket);
-        if (!done && rows[0].bucket_start == b) {
-            for (int i = 0; i < n; i++)
-                cJSON_AddItemToArray(results, result_json(&rows[i]));
-            ok = usage_report_next(cur, &rows, &n, &done, e);
-        }
-        b = be;
-    }
-    usage_report_close(cur);
-    if (!ok) {
-        cJSON_Delete(data);
-        return false;
-    }
     fr->json = cJSON_CreateObject();
     cJSON_AddStringToObject(fr->json, "object", "page");
     cJSON_AddItemToObject(fr->json, "data", data);

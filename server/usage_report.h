@@ -27,6 +27,7 @@
 #ifndef MAASD_USAGE_REPORT_H
 #define MAASD_USAGE_REPORT_H
 
+#include <cJSON.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -71,6 +72,14 @@ bool usage_report_open(sqlite3 *db, const struct usage_report_query *q, struct u
 bool usage_report_next(struct usage_report *r, const struct usage_report_row **rows, int *n,
                        bool *done, struct err *e);
 void usage_report_close(struct usage_report *r);
+
+/* The range as the "data" of OpenAI's usage page: every bucket (empty
+ * ones too) as {"object": "bucket", "start_time", "end_time" (unix
+ * seconds), "results": [...]}, each result an
+ * "organization.usage.completions.result" plus customer_id, plan,
+ * num_aborted_requests and compute_seconds. */
+bool usage_report_json(sqlite3 *db, const struct usage_report_query *q, cJSON **data,
+                       struct err *e);
 
 /* CSV: the header line, and one line per row ("\r\n" ended), into buf;
  * each returns the length written (buf >= USAGE_REPORT_CSV_LINE_MAX). */
