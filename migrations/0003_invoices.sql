@@ -64,6 +64,7 @@ CREATE TABLE invoices (
     currency         TEXT NOT NULL,
     total_micros     INTEGER NOT NULL,
     line_count       INTEGER NOT NULL CHECK (line_count >= 0),
+    late_seq         INTEGER NOT NULL,            -- the late_usage rows known when finalized: seq <= this
     finalized_at     INTEGER NOT NULL,
     finalized_by     TEXT NOT NULL,
     UNIQUE (subscription_id, service_start)
@@ -109,27 +110,29 @@ CREATE TABLE invoice_periods (
 -- Ledger rows that arrived for a finalized invoice's window after it was
 -- finalized (a crash-recovered request, a slow writer). Found by a trigger
 -- at insert time, so "late" follows commit order, not clocks: the invoice
--- was computed from exactly the rows committed before it. after_number is
--- the highest invoice number at that moment: the row is billed as an
--- adjustment on the customer's first invoice finalized after it (a larger
--- number), or on the draft that follows.
+-- was computed from exactly the rows committed before it. seq numbers
+-- them in arrival order (an INTEGER PRIMARY KEY: VACUUM keeps it), and
+-- each finalized invoice records the highest seq at its finalization
+-- (invoices.late_seq): a late row is billed as an adjustment on the
+-- customer's first invoice finalized after it arrived, or on the draft
+-- that follows.
 CREATE TABLE late_usage (
-    request_id    TEXT PRIMARY KEY REFERENCES usage_ledger (request_id),
+    seq           INTEGER PRIMARY KEY,
+    request_id    TEXT NOT NULL UNIQUE REFERENCES usage_ledger (request_id),
     invoice_id    TEXT NOT NULL REFERENCES invoices (id),
-    customer_id   TEXT NOT NULL,
-    after_number  INTEGER NOT NULL
+    customer_id   TEXT NOT NULL
 );
-CREATE INDEX late_usage_by_customer ON late_usage (customer_id, after_number);
+CREATE INDEX late_usage_by_customer ON late_usage (customer_id);
 CREATE INDEX late_usage_by_invoice ON late_usage (invoice_id);
 
+-- Every ledger insert compiles this trigger (ledger_insert prepares each
+-- time): it is kept to one indexed lookup with no subquery.
 CREATE TRIGGER usage_ledger_late AFTER INSERT ON usage_ledger
 BEGIN
-    INSERT INTO late_usage (request_id, invoice_id, customer_id, after_number)
-    SELECT NEW.request_id, i.id, NEW.customer_id, (SELECT max(number) FROM invoices)
-    FROM invoices i
+    INSERT OR IGNORE INTO late_usage (request_id, invoice_id, customer_id)
+    SELECT NEW.request_id, i.id, NEW.customer_id FROM invoices i
     WHERE i.customer_id = NEW.customer_id AND i.service_end > NEW.started_at
-      AND i.service_start <= NEW.started_at
-    ORDER BY i.service_end LIMIT 1;
+      AND i.service_start <= NEW.started_at;
 END;
 
 -- Finalized means final.

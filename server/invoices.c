@@ -13,9 +13,9 @@
 #include "server/caltime.h"
 #include "server/sq.h"
 
-/* Rows of a window are counted "as known at bound B": every row that is
- * not late, and late rows that arrived before invoice number B existed.
- * A draft sees everything. */
+/* What an invoice knows (a draft: everything). Rows of its window: every
+ * row that is not late, and the late ones up to a late_usage seq. Credits:
+ * what the invoices numbered below it consumed. */
 #define NO_BOUND INT64_MAX
 #define OPEN_END INT64_MAX
 #define MICROS_PER_1M 1000000
@@ -459,10 +459,10 @@ static bool digest_begin(gnutls_hash_hd_t *h, struct err *e)
     return true;
 }
 
-/* The window's rows known at `bound`, in (started_at, request_id) order,
+/* The window's rows known at `late_bound`, in (started_at, request_id) order,
  * grouped by the plan version they carry in order of first use. */
 static bool usage_scan(sqlite3 *db, const char *customer_id, int64_t from, int64_t to,
-                       int64_t bound, struct usage *u, struct err *e)
+                       int64_t late_bound, struct usage *u, struct err *e)
 {
     memset(u, 0, sizeof *u);
     sqlite3_stmt *st;
@@ -471,9 +471,10 @@ static bool usage_scan(sqlite3 *db, const char *customer_id, int64_t from, int64
                     "u.plan_version_id FROM usage_ledger u "
                     "LEFT JOIN late_usage l ON l.request_id = u.request_id "
                     "WHERE u.customer_id = ?1 AND u.started_at >= ?2 AND u.started_at < ?3 "
-                    "AND (l.after_number IS NULL OR l.after_number < ?4) "
+                    "AND (l.seq IS NULL OR l.seq <= ?4) "
                     "ORDER BY u.started_at, u.request_id",
-                    &st, e, SQ_TEXT(customer_id), SQ_INT(from), SQ_INT(to), SQ_INT(bound), SQ_END))
+                    &st, e, SQ_TEXT(customer_id), SQ_INT(from), SQ_INT(to), SQ_INT(late_bound),
+                    SQ_END))
         return false;
     int rc = SQLITE_DONE;
     bool ok = true;
@@ -554,7 +555,7 @@ static void rated_free(struct rated *r)
 }
 
 static bool window_rate(sqlite3 *db, const struct timeline *tl, const struct window *w,
-                        int64_t bound, struct rated *r, struct err *e)
+                        int64_t late_bound, struct rated *r, struct err *e)
 {
     memset(r, 0, sizeof *r);
     r->n_seg = window_segments(tl, w, &r->seg);
@@ -566,7 +567,7 @@ static bool window_rate(sqlite3 *db, const struct timeline *tl, const struct win
      * force when that plan began in it: what admission enforces. */
     const struct segment *last = &r->seg[r->n_seg - 1];
     if (!plans_version_at(db, last->s->plan_id, last->a, &r->allowance_v, e) ||
-        !usage_scan(db, tl->customer_id, w->ws, w->we, bound, &r->u, e)) {
+        !usage_scan(db, tl->customer_id, w->ws, w->we, late_bound, &r->u, e)) {
         rated_free(r);
         return false;
     }
@@ -830,13 +831,10 @@ static int64_t usage_total(const struct usage *u, int64_t unit)
     return sum;
 }
 
-static bool invoice_compute(sqlite3 *db, const struct timeline *tl, const struct window *w,
-                            int64_t bound, int64_t prev_number, struct invoice *inv,
-                            struct err *e);
-
-/* Late rows for finalized invoice `j_id`, that arrived after invoice
- * prev_number and before `bound`: one adjustment line on `inv`. */
-static bool adjustment_line(sqlite3 *db, const char *j_id, int64_t prev_number, int64_t bound,
+/* Late rows for finalized invoice `j_id` with prev_late < seq <= late_bound
+ * (they arrived after the invoice before `inv` was finalized, and before
+ * `inv` was): one adjustment line on `inv`. */
+static bool adjustment_line(sqlite3 *db, const char *j_id, int64_t prev_late, int64_t late_bound,
                             int64_t unit, struct invoice *inv, struct err *e)
 {
     sqlite3_stmt *st;
@@ -866,8 +864,8 @@ static bool adjustment_line(sqlite3 *db, const char *j_id, int64_t prev_number, 
     if (!timeline_load(db, sub, &tl, e))
         return false;
     bool ok = window_find(&tl, ws, &w, e);
-    if (ok && window_rate(db, &tl, &w, prev_number, &before, e)) {
-        if (window_rate(db, &tl, &w, bound, &after, e)) {
+    if (ok && window_rate(db, &tl, &w, prev_late, &before, e)) {
+        if (window_rate(db, &tl, &w, late_bound, &after, e)) {
             /* What the closed invoice's usage lines would have been with
              * these rows, minus what they were without them. */
             int64_t delta = usage_total(&after.u, unit) - usage_total(&before.u, unit);
@@ -876,9 +874,9 @@ static bool adjustment_line(sqlite3 *db, const char *j_id, int64_t prev_number, 
                  sq_prepare(db,
                             "SELECT u.request_id, u.prompt_tokens, u.completion_tokens, "
                             "u.started_at FROM late_usage l JOIN usage_ledger u ON u.request_id = "
-                            "l.request_id WHERE l.invoice_id = ?1 AND l.after_number >= ?2 AND "
-                            "l.after_number < ?3 ORDER BY u.started_at, u.request_id",
-                            &st, e, SQ_TEXT(j_id), SQ_INT(prev_number), SQ_INT(bound), SQ_END);
+                            "l.request_id WHERE l.invoice_id = ?1 AND l.seq > ?2 AND l.seq <= ?3 "
+                            "ORDER BY u.started_at, u.request_id",
+                            &st, e, SQ_TEXT(j_id), SQ_INT(prev_late), SQ_INT(late_bound), SQ_END);
             int64_t rows = 0, in = 0, out = 0;
             int rc = SQLITE_DONE;
             while (ok && (rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -923,17 +921,18 @@ static bool adjustment_line(sqlite3 *db, const char *j_id, int64_t prev_number, 
     return ok;
 }
 
-static bool adjustments(sqlite3 *db, int64_t prev_number, int64_t bound, int64_t unit,
+static bool adjustments(sqlite3 *db, int64_t prev_late, int64_t late_bound, int64_t unit,
                         struct invoice *inv, struct err *e)
 {
-    if (prev_number <= 0)
+    if (prev_late < 0)
         return true; /* no finalized invoice just before: nothing is late for this one */
     sqlite3_stmt *st;
     if (!sq_prepare(db,
                     "SELECT DISTINCT l.invoice_id, i.number FROM late_usage l JOIN invoices i ON "
-                    "i.id = l.invoice_id WHERE l.customer_id = ?1 AND l.after_number >= ?2 AND "
-                    "l.after_number < ?3 ORDER BY i.number",
-                    &st, e, SQ_TEXT(inv->customer_id), SQ_INT(prev_number), SQ_INT(bound), SQ_END))
+                    "i.id = l.invoice_id WHERE l.customer_id = ?1 AND l.seq > ?2 AND l.seq <= ?3 "
+                    "ORDER BY i.number",
+                    &st, e, SQ_TEXT(inv->customer_id), SQ_INT(prev_late), SQ_INT(late_bound),
+                    SQ_END))
         return false;
     char (*ids)[INVOICE_ID_MAX] = NULL;
     int n = 0, cap = 0, rc;
@@ -950,17 +949,19 @@ static bool adjustments(sqlite3 *db, int64_t prev_number, int64_t bound, int64_t
     sqlite3_finalize(st);
     bool ok = rc == SQLITE_DONE || sq_fail(db, "reading late usage", e);
     for (int i = 0; ok && i < n; i++)
-        ok = adjustment_line(db, ids[i], prev_number, bound, unit, inv, e);
+        ok = adjustment_line(db, ids[i], prev_late, late_bound, unit, inv, e);
     free(ids);
     return ok;
 }
 
-/* The invoice of window w, with rows known at `bound` and credits as they
- * stood before invoice number `bound`; prev_number is the customer's
- * invoice just before (0: none, -1: a draft). */
+/* The invoice of window w as invoice number `number` knows it: rows up to
+ * late seq `late_bound`, credits as invoices numbered below `number` left
+ * them (NO_BOUND for both: a draft now). prev_late: the late_seq of the
+ * customer's finalized invoice just before, -1 when there is none or it is
+ * still a draft. */
 static bool invoice_compute(sqlite3 *db, const struct timeline *tl, const struct window *w,
-                            int64_t bound, int64_t prev_number, struct invoice *inv,
-                            struct err *e)
+                            int64_t number, int64_t late_bound, int64_t prev_late,
+                            struct invoice *inv, struct err *e)
 {
     memset(inv, 0, sizeof *inv);
     invoice_id(tl->id, w->ws, inv->id);
@@ -973,7 +974,7 @@ static bool invoice_compute(sqlite3 *db, const struct timeline *tl, const struct
     inv->service_end = w->we;
 
     struct rated r;
-    if (!window_rate(db, tl, w, bound, &r, e))
+    if (!window_rate(db, tl, w, late_bound, &r, e))
         return false;
     const struct segment *last = &r.seg[r.n_seg - 1];
     snprintf(inv->plan_id, sizeof inv->plan_id, "%s", last->s->plan_id);
@@ -1007,9 +1008,9 @@ static bool invoice_compute(sqlite3 *db, const struct timeline *tl, const struct
     }
     if (ok) {
         usage_lines(&r.u, unit, inv);
-        ok = adjustments(db, prev_number, bound, unit, inv, e) &&
-             apply_token_credits(db, w, bound, &r.u, unit, inv, e) &&
-             apply_amount_credits(db, w, bound, unit, inv, e);
+        ok = adjustments(db, prev_late, late_bound, unit, inv, e) &&
+             apply_token_credits(db, w, number, &r.u, unit, inv, e) &&
+             apply_amount_credits(db, w, number, unit, inv, e);
     }
     rated_free(&r);
     if (!ok) {
@@ -1025,7 +1026,7 @@ static bool invoice_compute(sqlite3 *db, const struct timeline *tl, const struct
 
 #define HEADER_COLUMNS                                                                         \
     "id, number, finalized_at, customer_id, subscription_id, plan_id, period, period_start, "  \
-    "period_end, service_start, service_end, currency, total_micros"
+    "period_end, service_start, service_end, currency, total_micros, late_seq"
 
 static void header_from_row(sqlite3_stmt *st, struct invoice *inv)
 {
@@ -1044,6 +1045,7 @@ static void header_from_row(sqlite3_stmt *st, struct invoice *inv)
     inv->service_end = sqlite3_column_int64(st, 10);
     snprintf(inv->currency, sizeof inv->currency, "%s", (const char *)sqlite3_column_text(st, 11));
     inv->total_micros = sqlite3_column_int64(st, 12);
+    inv->late_seq = sqlite3_column_int64(st, 13);
 }
 
 static const char *col_text(sqlite3_stmt *st, int i)
@@ -1098,11 +1100,11 @@ static bool stored_load(sqlite3 *db, const char *id, struct invoice *inv, bool *
     return true;
 }
 
-static bool stored_number(sqlite3 *db, const char *id, int64_t *number, bool *found,
-                          struct err *e)
+static bool stored_late_seq(sqlite3 *db, const char *id, int64_t *late_seq, bool *found,
+                            struct err *e)
 {
-    return sq_int(db, "SELECT number FROM invoices WHERE id = ?", number, found, e, SQ_TEXT(id),
-                  SQ_END);
+    return sq_int(db, "SELECT late_seq FROM invoices WHERE id = ?", late_seq, found, e,
+                  SQ_TEXT(id), SQ_END);
 }
 
 /* Lines first, then the header: the header's trigger checks that every
@@ -1129,13 +1131,14 @@ static bool stored_insert(sqlite3 *db, const struct invoice *inv, const char *ac
     return sq_exec(db,
                    "INSERT INTO invoices (id, number, customer_id, subscription_id, plan_id, "
                    "period, period_start, period_end, service_start, service_end, currency, "
-                   "total_micros, line_count, finalized_at, finalized_by) VALUES (?, ?, ?, ?, ?, ?, "
-                   "?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   "total_micros, line_count, late_seq, finalized_at, finalized_by) VALUES (?, ?, ?, "
+                   "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    NULL, e, SQ_TEXT(inv->id), SQ_INT(inv->number), SQ_TEXT(inv->customer_id),
                    SQ_TEXT(inv->subscription_id), SQ_TEXT(inv->plan_id), SQ_TEXT(inv->period),
                    SQ_INT(inv->period_start), SQ_INT(inv->period_end), SQ_INT(inv->service_start),
                    SQ_INT(inv->service_end), SQ_TEXT(inv->currency), SQ_INT(inv->total_micros),
-                   SQ_INT(inv->n_lines), SQ_INT(inv->finalized_at), SQ_TEXT(actor), SQ_END);
+                   SQ_INT(inv->n_lines), SQ_INT(inv->late_seq), SQ_INT(inv->finalized_at),
+                   SQ_TEXT(actor), SQ_END);
 }
 
 /* ---- collecting service windows ----------------------------------------------------- */
@@ -1250,13 +1253,13 @@ static bool latest_cb(const struct timeline *tl, const struct window *w, void *a
     return true;
 }
 
-/* The number of the customer's invoice just before the window starting at
- * ws (its windows never overlap): 0 when there is none, -1 when it is
- * still a draft. */
-static bool predecessor_number(sqlite3 *db, const char *customer_id, int64_t ws, int64_t *out,
-                               struct err *e)
+/* The late_seq of the customer's invoice just before the window starting
+ * at ws (its windows never overlap); -1 when there is none or it is still
+ * a draft. */
+static bool predecessor_late(sqlite3 *db, const char *customer_id, int64_t ws, int64_t *out,
+                             struct err *e)
 {
-    *out = 0;
+    *out = -1;
     struct wlist l;
     if (!wlist_collect(db, customer_id, INT64_MIN, INT64_MAX, ws, &l, e))
         return false;
@@ -1269,7 +1272,7 @@ static bool predecessor_number(sqlite3 *db, const char *customer_id, int64_t ws,
     char id[INVOICE_ID_MAX];
     invoice_id(x.sub, x.ws, id);
     bool found = false;
-    if (!stored_number(db, id, out, &found, e))
+    if (!stored_late_seq(db, id, out, &found, e))
         return false;
     if (!found)
         *out = -1;
@@ -1288,8 +1291,8 @@ static bool window_invoice(sqlite3 *db, const struct timeline *tl, const struct 
     if (found)
         return true;
     int64_t prev;
-    return predecessor_number(db, tl->customer_id, w->ws, &prev, e) &&
-           invoice_compute(db, tl, w, NO_BOUND, prev, inv, e);
+    return predecessor_late(db, tl->customer_id, w->ws, &prev, e) &&
+           invoice_compute(db, tl, w, NO_BOUND, NO_BOUND, prev, inv, e);
 }
 
 static bool invoices_of(sqlite3 *db, struct wlist *l, struct invoice **out, int *n,
@@ -1460,9 +1463,11 @@ bool invoices_close(sqlite3 *db, const char *actor, const char *period, int64_t 
     struct wlist l;
     if (!wlist_collect(db, NULL, from, to, to, &l, e))
         return false;
-    int64_t number = 0;
-    bool any = false;
-    bool ok = sq_int(db, "SELECT coalesce(max(number), 0) FROM invoices", &number, &any, e, SQ_END);
+    int64_t number = 0, late_seq = 0;
+    bool ok = sq_int(db, "SELECT coalesce(max(number), 0) FROM invoices", &number, NULL, e,
+                     SQ_END) &&
+              sq_int(db, "SELECT coalesce(max(seq), 0) FROM late_usage", &late_seq, NULL, e,
+                     SQ_END);
     int64_t first = number + 1;
     cJSON *totals = cJSON_CreateArray(), *consumed = cJSON_CreateArray();
     for (int i = 0; ok && i < l.n; i++) {
@@ -1471,11 +1476,12 @@ bool invoices_close(sqlite3 *db, const char *actor, const char *period, int64_t 
         struct invoice inv;
         int64_t prev;
         number++;
-        ok = predecessor_number(db, tl->customer_id, w->ws, &prev, e) &&
-             invoice_compute(db, tl, w, number, prev, &inv, e);
+        ok = predecessor_late(db, tl->customer_id, w->ws, &prev, e) &&
+             invoice_compute(db, tl, w, number, late_seq, prev, &inv, e);
         if (!ok)
             break;
         inv.number = number;
+        inv.late_seq = late_seq;
         inv.finalized_at = now;
         ok = stored_insert(db, &inv, actor, e);
         for (int k = 0; ok && k < inv.n_lines; k++) {
@@ -1665,8 +1671,8 @@ bool invoices_reconcile(sqlite3 *db, const char *period, int64_t now, cJSON **re
         }
         checked++;
         int64_t prev;
-        ok = predecessor_number(db, tl->customer_id, w->ws, &prev, e) &&
-             invoice_compute(db, tl, w, stored.number, prev, &again, e);
+        ok = predecessor_late(db, tl->customer_id, w->ws, &prev, e) &&
+             invoice_compute(db, tl, w, stored.number, stored.late_seq, prev, &again, e);
         if (ok) {
             compare(&stored, &again, diffs);
             invoice_free(&again);
@@ -1734,7 +1740,7 @@ bool invoices_reconcile(sqlite3 *db, const char *period, int64_t now, cJSON **re
     ok = ok && sq_int(db,
                       "SELECT count(*) FROM late_usage l JOIN invoices j ON j.id = l.invoice_id "
                       "WHERE j.period = ? AND NOT EXISTS (SELECT 1 FROM invoices k WHERE "
-                      "k.customer_id = l.customer_id AND k.number > l.after_number)",
+                      "k.customer_id = l.customer_id AND k.late_seq >= l.seq)",
                       &pending, NULL, e, SQ_TEXT(period), SQ_END);
     if (!ok) {
         cJSON_Delete(diffs);

@@ -92,6 +92,7 @@ struct invoice {
     char id[INVOICE_ID_MAX];
     int64_t number;                  /* 0: draft */
     int64_t finalized_at;            /* 0: draft */
+    int64_t late_seq;                /* finalized: the late rows it knew (late_usage.seq <= this) */
     char customer_id[RANDID_MAX];
     char subscription_id[RANDID_MAX];
     char plan_id[PLAN_ID_MAX];       /* at the end of the service window */
