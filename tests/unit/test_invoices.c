@@ -19,6 +19,7 @@
 #include "server/caltime.h"
 #include "server/credits.h"
 #include "server/invoices.h"
+#include "server/plans.h"
 #include "server/sq.h"
 #include "server/store.h"
 #include "tests/unit/finance_fixture.h"
@@ -57,6 +58,44 @@ static void check_sums(const struct invoice *inv)
         assert_int_equal(inv->lines[i].amount_micros % 10000, 0); /* whole cents */
     }
     assert_int_equal(sum, inv->total_micros);
+}
+
+/* docs/billing.md's "A pro customer's month", as an invoice: the same
+ * $21.05 as plans_rate(), here with whole cents on every line. */
+static void test_pro_month(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fixture_open(&f);
+    char cus[40], key[40];
+    ff_customer(&f, "Pro", cus, key);
+    ff_subscribe(&f, cus, "pro", ff_at("2031-01-01")); /* trial until Jan 15 */
+    fixture_begin(&f);
+    for (int i = 0; i < 420; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "p%d", i);
+        ff_row_nt(&f, id, cus, key, "pro", ff_at("2031-02-02") + i * 60000, i < 400 ? 3750 : 0,
+                  i < 400 ? 3000 : 0, 0);
+    }
+    fixture_commit(&f);
+    struct invoice inv;
+    ff_invoice(&f, "2031-02", cus, ff_at("2031-03-02"), &inv);
+    assert_int_equal(inv.n_lines, 5);
+    assert_int_equal(ff_line(&inv, "base_fee", 0)->amount_micros, 20000000);
+    assert_int_equal(ff_line(&inv, "usage_input", 0)->quantity, 1500000);
+    assert_int_equal(ff_line(&inv, "usage_input", 0)->included_quantity, 1500000);
+    assert_int_equal(ff_line(&inv, "usage_output", 0)->included_quantity, 500000);
+    assert_int_equal(ff_line(&inv, "usage_output", 0)->amount_micros, 1050000);
+    assert_int_equal(ff_line(&inv, "usage_requests", 0)->quantity, 420);
+    assert_int_equal(inv.total_micros, 21050000);
+    struct plan_version pv;
+    struct plan_charges ch;
+    struct err e = {0};
+    assert_true(plans_version_at(f.db, "pro", ff_at("2031-02-01"), &pv, &e));
+    plans_rate(&pv, 1500000, 1200000, 420, &ch);
+    assert_int_equal(ch.total_micros, inv.total_micros);
+    invoice_free(&inv);
+    fixture_close(&f);
 }
 
 static void test_upgrade_mid_month(void **state)
@@ -539,6 +578,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_period_parse),
+        cmocka_unit_test(test_pro_month),
         cmocka_unit_test(test_upgrade_mid_month),
         cmocka_unit_test(test_downgrade_mid_month),
         cmocka_unit_test(test_cancel_at_period_end),
