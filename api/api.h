@@ -60,6 +60,7 @@ enum route_flags {
     ROUTE_JSON_BODY = 1 << 0,   /* POST with an application/json body */
     ROUTE_TEST_ONLY = 1 << 1,   /* only with --test-routes; no key needed unless it has a scope */
     ROUTE_PUBLIC = 1 << 2,      /* no key needed (probes) */
+    ROUTE_ANY_SCOPE = 1 << 3,   /* the key needs one of the scope bits, not all of them */
 };
 
 struct route {
@@ -180,5 +181,15 @@ void api_admin_credits_grant(struct api_call *c);
 void api_admin_credits_list(struct api_call *c);
 /* /v1/usage (api/usage.c), scope usage:read */
 void api_usage(struct api_call *c);
+/* finance (api/admin_finance.c, api/admin_usage.c): scope finance or admin;
+ * a customer's own invoices with usage:read */
+void api_admin_usage(struct api_call *c);
+void api_admin_invoices_list(struct api_call *c);
+void api_admin_invoices_get(struct api_call *c);
+void api_admin_invoices_close(struct api_call *c);
+void api_admin_invoices_reconcile(struct api_call *c);
+void api_admin_reports_revenue(struct api_call *c);
+void api_invoices_list(struct api_call *c);
+void api_invoices_get(struct api_call *c);
 
 #endif

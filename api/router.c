@@ -80,6 +80,23 @@ static void touch_done(void *arg, const struct err *e)
     free(arg);
 }
 
+/* ROUTE_ANY_SCOPE: one of the route's scopes is enough (finance routes
+ * take finance or admin). */
+static void any_scope(const struct principal *p, unsigned scopes, struct err *e)
+{
+    if (p->scopes & scopes)
+        return;
+    char names[96] = "";
+    for (unsigned bit = 1; bit && bit <= scopes; bit <<= 1) {
+        if (!(scopes & bit))
+            continue;
+        size_t used = strlen(names);
+        snprintf(names + used, sizeof names - used, "%s'%s'", used ? " or " : "",
+                 apikey_scope_name(bit));
+    }
+    err_set(e, ERR_FORBIDDEN, "This API key lacks the %s scope required here", names);
+}
+
 /* The route's key check (api.h): 401 with WWW-Authenticate, or 403. */
 static bool authenticate(struct api_call *call, const struct route *rt)
 {
@@ -105,6 +122,8 @@ static bool authenticate(struct api_call *call, const struct route *rt)
     if (rt->scope == 0)
         err_set(&e, ERR_FORBIDDEN, "%s %s has no required scope configured; no key may call it",
                 rt->method, rt->pattern);
+    else if (rt->flags & ROUTE_ANY_SCOPE)
+        any_scope(&call->principal, rt->scope, &e);
     else
         auth_require_scope(&call->principal, rt->scope, &e);
     if (e.code != ERR_OK) {

@@ -44,6 +44,21 @@ const struct route api_routes[] = {
      SCOPE_ADMIN},
     {"GET", "/admin/v1/customers/{id}/credits", api_admin_credits_list, 0, SCOPE_ADMIN},
 
+    /* finance (docs/finance.md): a finance or an admin key */
+    {"GET", "/admin/v1/usage", api_admin_usage, ROUTE_ANY_SCOPE, SCOPE_FINANCE | SCOPE_ADMIN},
+    {"GET", "/admin/v1/invoices", api_admin_invoices_list, ROUTE_ANY_SCOPE,
+     SCOPE_FINANCE | SCOPE_ADMIN},
+    {"GET", "/admin/v1/invoices/reconcile", api_admin_invoices_reconcile, ROUTE_ANY_SCOPE,
+     SCOPE_FINANCE | SCOPE_ADMIN},
+    {"POST", "/admin/v1/invoices/close", api_admin_invoices_close, ROUTE_ANY_SCOPE,
+     SCOPE_FINANCE | SCOPE_ADMIN},
+    {"GET", "/admin/v1/invoices/{id}", api_admin_invoices_get, ROUTE_ANY_SCOPE,
+     SCOPE_FINANCE | SCOPE_ADMIN},
+    {"GET", "/admin/v1/reports/revenue", api_admin_reports_revenue, ROUTE_ANY_SCOPE,
+     SCOPE_FINANCE | SCOPE_ADMIN},
+    {"GET", "/v1/invoices", api_invoices_list, 0, SCOPE_USAGE_READ},
+    {"GET", "/v1/invoices/{id}", api_invoices_get, 0, SCOPE_USAGE_READ},
+
     {"GET", "/_test/slow", api_test_slow, ROUTE_TEST_ONLY, 0},
     {"GET", "/_test/stream", api_test_stream, ROUTE_TEST_ONLY, 0},
     {"POST", "/_test/echo", api_test_echo, ROUTE_JSON_BODY | ROUTE_TEST_ONLY, 0},

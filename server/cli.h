@@ -80,3 +80,5 @@ int cmd_plans(int argc, char **argv);
 int cmd_subscriptions(int argc, char **argv);
 int cmd_credits(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
+int cmd_invoices(int argc, char **argv);
+int cmd_report(int argc, char **argv);

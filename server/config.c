@@ -80,6 +80,10 @@ static const struct setting settings[] = {
      F(idempotency_retention_ms), "24h", 24LL * 3600 * 1000, 30LL * 24 * 3600 * 1000, "DURATION",
      "how long a response stored for an Idempotency-Key is replayed before it is deleted "
      "(at least 24h)"},
+    {"invoice-grace", "MAASD_INVOICE_GRACE", SK_DURATION, F(invoice_grace_ms), "72h", 0,
+     90LL * 24 * 3600 * 1000, "DURATION",
+     "invoices stay drafts until their month ends plus this long (late usage still lands on "
+     "them); POST /admin/v1/invoices/close refuses before"},
 };
 
 #define N_SETTINGS (sizeof settings / sizeof settings[0])

@@ -56,6 +56,7 @@ struct config {
     uint64_t request_timeout_ms;
     char key_pepper_file[CONFIG_PATH_MAX]; /* "" = <db_path>.pepper (server/pepper.h) */
     uint64_t idempotency_retention_ms;     /* stored idempotent responses live this long */
+    uint64_t invoice_grace_ms;             /* a month closes this long after it ends */
 };
 
 /* Parse argv (after the subcommand name), the environment and the config

@@ -97,6 +97,8 @@ static const struct command commands[] = {
     {"subscriptions", cmd_subscriptions, "create|change|cancel|get a customer's subscription"},
     {"credits", cmd_credits, "grant|list prepaid and promotional credits"},
     {"audit", cmd_audit, "verify the audit log's hash chain"},
+    {"invoices", cmd_invoices, "list|show|close|reconcile invoices (docs/finance.md)"},
+    {"report", cmd_report, "usage (CSV streamed) and revenue reports for finance"},
 };
 
 static void usage(FILE *out)
