@@ -133,6 +133,9 @@ bool backup_run(const char *db_path, const char *dest_path, struct backup_result
     store_close(src);
     char dir[PATH_MAX];
     dir_of(dest_path, dir, sizeof dir);
+    /* A backup holds everything the database does: owner-only. */
+    if (ok && chmod(tmp, 0600) != 0)
+        ok = err_set(e, ERR_IO, "backup: chmod '%s': %s", tmp, strerror(errno));
     if (ok)
         ok = fsync_path(tmp, false, e);
     if (ok && rename(tmp, dest_path) != 0)

@@ -78,3 +78,4 @@ int cmd_plans(int argc, char **argv);
 int cmd_subscriptions(int argc, char **argv);
 int cmd_credits(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
+int cmd_backup(int argc, char **argv);

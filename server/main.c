@@ -89,12 +89,13 @@ static const struct command commands[] = {
     {"version", cmd_version, "print version, commit and build flags"},
     {"inspect", cmd_inspect, "print a GGUF file's metadata and tensor table [--full] PATH"},
     {"tokenize", cmd_tokenize, "tokenize text: --model PATH [--ids] [--special] [--no-bos] TEXT|-"},
-    {"customers", cmd_customers, "create|list|get|update customers (on the database file)"},
+    {"customers", cmd_customers, "create|list|get|update|export|erase customers (on the database file)"},
     {"keys", cmd_keys, "issue|list|revoke|rotate API keys (issue prints the secret alone)"},
     {"plans", cmd_plans, "list plans, create-version of a plan"},
     {"subscriptions", cmd_subscriptions, "create|change|cancel|get a customer's subscription"},
     {"credits", cmd_credits, "grant|list prepaid and promotional credits"},
     {"audit", cmd_audit, "verify the audit log's hash chain"},
+    {"backup", cmd_backup, "copy the database consistently, also while serving: --to FILE"},
 };
 
 static void usage(FILE *out)
