@@ -954,6 +954,8 @@ bool sched_start(const struct model *m, const struct tokenizer *tok, struct thre
         err_set(e, ERR_NOMEM, "out of memory for the scheduler's batch buffers");
         goto fail;
     }
+    /* Capacity is known now; the thread refreshes it with use after each step. */
+    s->stats.kv_tokens_total = (uint64_t)kvcache_block_tokens(s->kv) * kvcache_total_blocks(s->kv);
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
     if (pthread_create(&s->thread, NULL, sched_main, s) != 0) {
