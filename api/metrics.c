@@ -29,6 +29,14 @@ static bool token_ok(const char *header, const char *token)
     return diff == 0;
 }
 
+/* A reverse proxy on the same host connects from loopback on behalf of
+ * anyone: a request it forwarded is not a local one. */
+static bool forwarded(struct http_request *r)
+{
+    return http_request_header(r, "Forwarded") || http_request_header(r, "X-Forwarded-For") ||
+           http_request_header(r, "X-Real-IP");
+}
+
 void api_metrics(struct api_call *c)
 {
     struct daemon_ctx *d = c->d;
@@ -41,7 +49,7 @@ void api_metrics(struct api_call *c)
             api_respond_error(c->req, &e);
             return;
         }
-    } else if (!http_request_peer_loopback(c->req)) {
+    } else if (!http_request_peer_loopback(c->req) || forwarded(c->req)) {
         err_set(&e, ERR_FORBIDDEN,
                 "GET /metrics is served to loopback clients only; set --metrics-token-file "
                 "to scrape it from elsewhere");

@@ -248,10 +248,15 @@ describe('metrics without a token', () => {
   before(async () => { d = await startDaemon(); });
   after(async () => { await d.cleanup(); });
 
-  test('served to loopback clients', async () => {
+  test('served to loopback clients, not to what a local proxy forwards', async () => {
     const r = await scrape(d);
     assert.equal(r.status, 200);
     parsePrometheus(r.text);
+    for (const h of [{ 'X-Forwarded-For': '203.0.113.9' }, { Forwarded: 'for=203.0.113.9' }, { 'X-Real-IP': '203.0.113.9' }]) {
+      const f = await fetch(`${d.url}/metrics`, { headers: h });
+      assert.equal(f.status, 403);
+      assert.match((await f.json()).error.message, /--metrics-token-file/);
+    }
   });
 });
 
