@@ -97,7 +97,7 @@ $(eval $(call VARIANT,build/asan,$(SAN_CFLAGS),-fsanitize=address$(comma)undefin
 $(eval $(call VARIANT,build/fuzz,$(FUZZ_CFLAGS),,clang))
 
 # ---- targets -------------------------------------------------------------------
-.PHONY: deps deps-test build build-asan run test test-unit test-e2e bench fuzz clean check-docs
+.PHONY: deps deps-test build build-asan run test test-unit test-e2e test-deploy bench fuzz clean check-docs
 
 deps:
 	@deploy/install-deps.sh
@@ -118,7 +118,7 @@ run: deps
 test: deps-test
 	@$(MAKE) --no-print-directory build build-asan \
 	  $(addprefix build/tests/,$(TEST_NAMES)) $(addprefix build/asan/tests/,$(TEST_NAMES))
-	@$(MAKE) --no-print-directory test-unit test-e2e
+	@$(MAKE) --no-print-directory test-unit test-e2e test-deploy
 
 test-unit:
 	@tests/run-unit.sh build/tests $(TEST_NAMES)
@@ -129,6 +129,10 @@ test-e2e:
 	@MAASD_BIN=$(CURDIR)/build/maasd tests/run-e2e.sh
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  MAASD_BIN=$(CURDIR)/build/asan/maasd MAASD_SANITIZED=1 tests/run-e2e.sh
+
+# The deployment files (deploy/) against this checkout and binary.
+test-deploy:
+	@MAASD_BIN=$(CURDIR)/build/maasd deploy/validate.sh
 
 bench: deps
 	@$(MAKE) --no-print-directory build $(patsubst bench/%.c,build/bench/%,$(BENCH_SRC))

@@ -52,6 +52,7 @@ struct api_call {
     int n_params;
     bool authenticated;
     struct principal principal;         /* who is calling (authenticated routes) */
+    const struct route *route;          /* the matched route (metrics labels) */
 };
 
 typedef void (*api_handler)(struct api_call *call);
@@ -78,6 +79,8 @@ extern const int api_routes_count;
 bool api_on_headers(struct http_request *r, void *daemon);
 void api_on_request(struct http_request *r, void *daemon);
 void api_on_error(struct http_request *r, const struct err *e, void *daemon);
+/* A request ended: its metrics (api/metrics.c). */
+void api_on_done(struct http_request *r, unsigned status, double seconds, void *daemon);
 
 /* Answers. */
 void api_respond_json(struct http_request *r, unsigned status, cJSON *body);
@@ -144,6 +147,7 @@ void api_actor(const struct api_call *c, char *out, size_t size);
 void api_healthz(struct api_call *c);
 void api_readyz(struct api_call *c);
 void api_version(struct api_call *c);
+void api_metrics(struct api_call *c);
 void api_models_list(struct api_call *c);
 void api_admin_models_list(struct api_call *c);
 void api_admin_models_register(struct api_call *c);

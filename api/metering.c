@@ -9,6 +9,7 @@
 #include "engine/scheduler.h"
 #include "server/daemon.h"
 #include "server/inference.h"
+#include "server/metrics.h"
 #include "server/models.h"
 #include "server/store.h"
 
@@ -56,6 +57,8 @@ bool api_admit(struct api_call *c, const char *model, int64_t est_prompt_tokens,
               admission_admit(c->d->admission, &c->principal, est_prompt_tokens, max_tokens,
                               store_now_ms(), ticket, &h, &e);
     api_ratelimit_headers(c->req, &h);
+    if (!ok)
+        metrics_rejected(c->d->metrics, c->principal.has_plan ? c->principal.plan.plan_id : "", e.code);
     if (!ok)
         api_respond_error(c->req, &e);
     return ok;
@@ -167,5 +170,6 @@ bool api_inference_admit(struct api_call *c, struct served_model *m, const char 
     p->req.tenant = tenant_key(c->principal.customer_id);
     p->req.weight = plan->scheduler_weight > 0 ? (uint32_t)plan->scheduler_weight : 1;
     p->req.deadline_ms = sched_now_ms() + (int64_t)c->d->cfg.request_timeout_ms;
+    p->who = &c->principal;
     return true;
 }

@@ -167,6 +167,7 @@ bool api_on_headers(struct http_request *r, void *daemon)
         abort();
     call->req = r;
     call->d = d;
+    call->route = found;
     match(found->pattern, path, call);
     http_request_set_state(r, call, free);
     bool public = (found->flags & ROUTE_PUBLIC) ||

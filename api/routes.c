@@ -6,6 +6,8 @@ const struct route api_routes[] = {
     {"GET", "/healthz", api_healthz, ROUTE_PUBLIC, 0},
     {"GET", "/readyz", api_readyz, ROUTE_PUBLIC, 0},
     {"GET", "/version", api_version, ROUTE_PUBLIC, 0},
+    /* Its own bearer token (--metrics-token-file), checked by the handler. */
+    {"GET", "/metrics", api_metrics, ROUTE_PUBLIC, 0},
 
     {"GET", "/v1/models", api_models_list, 0, SCOPE_INFERENCE},
     {"GET", "/v1/models/{id}", api_models_get, 0, SCOPE_INFERENCE},

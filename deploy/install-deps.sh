@@ -27,6 +27,8 @@ runtime_pkgs=(libmicrohttpd12 libcjson1 libuv1 libopenblas0-pthread libsqlite3-0
 build_pkgs=(build-essential pkg-config git libmicrohttpd-dev libcjson-dev libuv1-dev
             libopenblas-dev libsqlite3-dev libpcre2-dev libgnutls28-dev)
 test_pkgs=(libcmocka-dev clang libclang-rt-14-dev openssl sqlite3)
+# deploy/validate.sh: systemd-analyze verify/security on deploy/maasd.service.
+test_pkgs+=(systemd)
 
 case "$mode" in
   runtime) want=("${runtime_pkgs[@]}") ;;

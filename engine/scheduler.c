@@ -679,6 +679,16 @@ static void end_finished(struct sched *s)
     }
 }
 
+/* The SCHED_HIST_BUCKETS bucket of a pass of v: the smallest i with
+ * v <= 2^i, or the last bucket. */
+static int hist_bucket(uint64_t v)
+{
+    int i = 0;
+    while (i < SCHED_HIST_BUCKETS - 1 && v > (1ULL << i))
+        i++;
+    return i;
+}
+
 static bool step(struct sched *s)
 {
     admit(s);
@@ -688,10 +698,12 @@ static bool step(struct sched *s)
     struct seq *order[SCHED_MAX_CHOICES * 256];
     int max_order = (int)(sizeof order / sizeof order[0]);
     int n_order = plan_step(s, order, max_order);
-    int n = 0;
+    int n = 0, n_seqs = 0;
     for (int i = 0; i < n_order; i++) {
-        if (seq_runnable(order[i]) && order[i]->plan > 0)
+        if (seq_runnable(order[i]) && order[i]->plan > 0) {
             add_tokens(s, order[i], &n);
+            n_seqs++;
+        }
     }
     if (n == 0)
         return false;
@@ -739,6 +751,9 @@ static bool step(struct sched *s)
     pthread_mutex_lock(&s->lock);
     s->stats.steps++;
     s->stats.tokens_prefilled += (uint64_t)n;
+    s->stats.batch_seqs_hist[hist_bucket((uint64_t)n_seqs)]++;
+    s->stats.batch_tokens_hist[hist_bucket((uint64_t)n)]++;
+    s->stats.batch_seqs_sum += (uint64_t)n_seqs;
     pthread_mutex_unlock(&s->lock);
 
     /* Sample where logits were computed; finish embeddings. */
@@ -939,6 +954,8 @@ bool sched_start(const struct model *m, const struct tokenizer *tok, struct thre
         err_set(e, ERR_NOMEM, "out of memory for the scheduler's batch buffers");
         goto fail;
     }
+    /* Capacity is known now; the thread refreshes it with use after each step. */
+    s->stats.kv_tokens_total = (uint64_t)kvcache_block_tokens(s->kv) * kvcache_total_blocks(s->kv);
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
     if (pthread_create(&s->thread, NULL, sched_main, s) != 0) {

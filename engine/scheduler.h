@@ -134,6 +134,10 @@ struct sched_request {
     void *user;
 };
 
+/* Forward passes by size (sequences, tokens): bucket i counts passes of
+ * at most 2^i, the last bucket the larger ones (metrics histograms). */
+#define SCHED_HIST_BUCKETS 12
+
 struct sched_stats {
     int queued;
     int running;
@@ -142,6 +146,9 @@ struct sched_stats {
     uint64_t tokens_prefilled;
     uint64_t tokens_generated;
     uint64_t preemptions;
+    uint64_t batch_seqs_hist[SCHED_HIST_BUCKETS];
+    uint64_t batch_tokens_hist[SCHED_HIST_BUCKETS];
+    uint64_t batch_seqs_sum;               /* sequences over every pass */
 };
 
 /* tp is the compute pool; it may be shared by several schedulers (one per

@@ -82,3 +82,4 @@ int cmd_credits(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_invoices(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_backup(int argc, char **argv);

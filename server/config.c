@@ -84,6 +84,20 @@ static const struct setting settings[] = {
      90LL * 24 * 3600 * 1000, "DURATION",
      "invoices stay drafts until their month ends plus this long (late usage still lands on "
      "them); POST /admin/v1/invoices/close refuses before"},
+    {"metrics-token-file", "MAASD_METRICS_TOKEN_FILE", SK_STRING, F(metrics_token_file), "", 0,
+     0, "PATH",
+     "file holding the bearer token GET /metrics requires; without one, /metrics answers "
+     "loopback clients only"},
+    {"tls-cert", "MAASD_TLS_CERT", SK_STRING, F(tls_cert), "", 0, 0, "PATH",
+     "serve HTTPS with this PEM certificate chain (with --tls-key); reloaded on SIGHUP"},
+    {"tls-key", "MAASD_TLS_KEY", SK_STRING, F(tls_key), "", 0, 0, "PATH",
+     "the PEM private key of --tls-cert; reloaded on SIGHUP"},
+    {"backup-dir", "MAASD_BACKUP_DIR", SK_STRING, F(backup_dir), "", 0, 0, "PATH",
+     "write a consistent online backup of the database here every --backup-every"},
+    {"backup-every", "MAASD_BACKUP_EVERY", SK_DURATION, F(backup_every_ms), "24h", 1000,
+     30LL * 24 * 3600 * 1000, "DURATION", "interval between periodic backups (with --backup-dir)"},
+    {"backup-keep", "MAASD_BACKUP_KEEP", SK_INT, F(backup_keep), "7", 1, 10000, "N",
+     "periodic backups kept in --backup-dir; older ones are deleted"},
 };
 
 #define N_SETTINGS (sizeof settings / sizeof settings[0])

@@ -57,6 +57,14 @@ struct config {
     char key_pepper_file[CONFIG_PATH_MAX]; /* "" = <db_path>.pepper (server/pepper.h) */
     uint64_t idempotency_retention_ms;     /* stored idempotent responses live this long */
     uint64_t invoice_grace_ms;             /* a month closes this long after it ends */
+
+    /* operations (docs/operators.md) */
+    char metrics_token_file[CONFIG_PATH_MAX]; /* "" = /metrics open to loopback clients only */
+    char tls_cert[CONFIG_PATH_MAX];           /* "" = plain HTTP */
+    char tls_key[CONFIG_PATH_MAX];
+    char backup_dir[CONFIG_PATH_MAX];         /* "" = no periodic backups */
+    uint64_t backup_every_ms;
+    int backup_keep;
 };
 
 /* Parse argv (after the subcommand name), the environment and the config

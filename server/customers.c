@@ -127,6 +127,11 @@ static bool erase(sqlite3 *db, const char *actor, const char *id, int64_t now, s
         return false;
     }
     free(sub);
+    /* Stored idempotent responses hold the customer's completions: the
+     * only request or response text maasd keeps (docs/privacy.md). */
+    if (!sq_exec(db, "DELETE FROM idempotency_keys WHERE customer_id = ?", NULL, e, SQ_TEXT(id),
+                 SQ_END))
+        return false;
     return sq_exec(db, "UPDATE customers SET name = '(erased)', email = NULL WHERE id = ?", NULL,
                    e, SQ_TEXT(id), SQ_END);
 }

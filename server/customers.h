@@ -16,8 +16,9 @@
  * Status
  *   active → suspended → active: a suspended customer's keys are refused
  *   (403) but kept. erased is final: name and email are scrubbed, every key
- *   is revoked and a live subscription is canceled; ledger rows (which hold
- *   no personal data) stay for the books.
+ *   is revoked, a live subscription is canceled and stored idempotent
+ *   responses (which may hold completions) are deleted; ledger rows (which
+ *   hold no personal data) stay for the books.
  */
 #ifndef MAASD_CUSTOMERS_H
 #define MAASD_CUSTOMERS_H

@@ -17,6 +17,8 @@
  *   SIGTERM/SIGINT: then it stops accepting, lets in-flight requests finish
  *   for up to --shutdown-timeout, aborts the rest, drains the database
  *   writer and returns 0. A second signal exits at once (status 1).
+ *   SIGHUP reloads the TLS certificate and key and the metrics token; on
+ *   a failure the old ones stay in service and the error is logged.
  */
 #ifndef MAASD_DAEMON_H
 #define MAASD_DAEMON_H
@@ -49,6 +51,14 @@ struct daemon_ctx {
     struct admission *admission;       /* rate limits and quotas, in memory */
     struct idempotency *idempotency;   /* Idempotency-Key attempts in flight */
     uv_timer_t tenancy_timer;          /* renewals, purges, sweeps: once a minute */
+
+    /* Operations: metrics, TLS, periodic backups (docs/operators.md). */
+    struct metrics *metrics;           /* server/metrics.h */
+    struct tls *tls;                   /* NULL: plain HTTP */
+    char metrics_token[256];           /* "" = no token: loopback clients only */
+    uv_signal_t sig_hup;               /* reload certificate and metrics token */
+    uv_timer_t backup_timer;
+    bool backup_running;               /* one periodic backup at a time */
 
     uv_signal_t sig_term, sig_int;
     uv_timer_t shutdown_timer;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "server/log.h"
+#include "server/tls.h"
 
 struct header {
     char *name, *value;
@@ -531,6 +532,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     bool aborted = toe != MHD_REQUEST_TERMINATED_COMPLETED_OK || r->client_gone;
     notify_close(r, aborted);
     double ms = (double)(mono_ns() - r->start_ns) / 1e6;
+    if (r->srv->h.on_done)
+        r->srv->h.on_done(r, aborted ? 499 : r->status, ms / 1e3, r->srv->h.ctx);
     log_line(LOG_INFO, "request", LF_STR("request_id", r->id), LF_STR("method", r->method),
              LF_STR("path", r->path), LF_INT("status", r->status), LF_INT("bytes", r->bytes_out),
              LF_F64("duration_ms", ms), LF_BOOL("aborted", aborted), LF_END);
@@ -546,6 +549,21 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     while (n > 0 && msg[n - 1] == '\n')
         msg[--n] = '\0';
     log_line(LOG_DEBUG, "libmicrohttpd", LF_STR("detail", msg), LF_END);
+}
+
+/* TLS: bind each new connection's GnuTLS session to the credentials, so
+ * the certificate callback finds what to serve (server/tls.h). */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    (void)socket_context;
+    struct http_server *s = cls;
+    if (code != MHD_CONNECTION_NOTIFY_STARTED || !s->opt.tls)
+        return;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (ci && ci->tls_session)
+        tls_session_bind(s->opt.tls, ci->tls_session);
 }
 
 /* ---- server lifecycle ------------------------------------------------------------- */
@@ -600,13 +618,29 @@ bool http_server_start(uv_loop_t *loop, const struct http_options *opt,
         return false;
     }
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (opt->tls) {
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES ||
+            MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK) != MHD_YES) {
+            close(s->listen_fd);
+            free(s);
+            return err_set_param(e, ERR_UNSUPPORTED, "tls-cert",
+                                 "--tls-cert: this libmicrohttpd was built without TLS "
+                                 "(GnuTLS) support; install one with it or terminate TLS "
+                                 "in a proxy");
+        }
+        flags |= MHD_USE_TLS;
+    }
+    /* Without TLS the certificate option is simply not passed: MHD reads
+     * options until MHD_OPTION_END, so the list ends early then. */
     s->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_access, s,
         MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
         MHD_OPTION_CONNECTION_LIMIT, opt->max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, opt->connection_timeout_s,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
+        opt->tls ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END, &tls_retrieve_cert,
         MHD_OPTION_END);
     if (!s->mhd) {
         close(s->listen_fd);
@@ -678,6 +712,24 @@ const char *http_request_method(const struct http_request *r) { return r->method
 const char *http_request_path(const struct http_request *r) { return r->path; }
 const char *http_request_id(const struct http_request *r) { return r->id; }
 uint64_t http_request_start_ns(const struct http_request *r) { return r->start_ns; }
+
+bool http_request_peer_loopback(struct http_request *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr)
+        return false;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(a))
+            return true;
+        return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
+    }
+    return false;
+}
 
 const char *http_request_header(struct http_request *r, const char *name)
 {

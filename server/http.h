@@ -44,6 +44,7 @@
 
 #include "engine/err.h"
 
+struct tls;
 struct http_server;
 struct http_request;
 
@@ -55,6 +56,10 @@ struct http_handlers {
     void (*on_request)(struct http_request *r, void *ctx);
     /* Render an error the HTTP layer itself detected (413). */
     void (*on_error)(struct http_request *r, const struct err *e, void *ctx);
+    /* The request ended (before on_close's log line and the free): its
+     * final status (499 when the client left first) and duration, for
+     * metrics. May be NULL. */
+    void (*on_done)(struct http_request *r, unsigned status, double seconds, void *ctx);
     void *ctx;
 };
 
@@ -64,6 +69,7 @@ struct http_options {
     unsigned max_connections;
     unsigned connection_timeout_s;
     uint64_t max_body_bytes;
+    struct tls *tls;              /* HTTPS with these credentials (server/tls.h); NULL: HTTP */
 };
 
 bool http_server_start(uv_loop_t *loop, const struct http_options *opt,
@@ -94,6 +100,9 @@ size_t http_request_query_all(struct http_request *r, const char *name, const ch
                               size_t max);
 /* The body (NUL-terminated for convenience; may contain NULs). */
 const char *http_request_body(const struct http_request *r, size_t *len);
+/* Whether the client connected from a loopback address (127.0.0.0/8, ::1,
+ * or an IPv4-mapped 127.x). */
+bool http_request_peer_loopback(struct http_request *r);
 /* Monotonic time the request's headers arrived, in ns. */
 uint64_t http_request_start_ns(const struct http_request *r);
 

@@ -10,6 +10,7 @@
 #include "server/daemon.h"
 #include "server/log.h"
 #include "server/mailbox.h"
+#include "server/metrics.h"
 #include "server/models.h"
 #include "server/store.h"
 
@@ -23,6 +24,7 @@ struct inf_sub {
     bool done;
     int64_t prompt_tokens, completion_tokens;
     int64_t queue_ms, first_token_ms, compute_ms;
+    uint64_t last_token_ns[SCHED_MAX_CHOICES];   /* inter-token latency, per choice */
 };
 
 struct inference {
@@ -43,6 +45,8 @@ struct inference {
     bool freeing;
     uv_timer_t idle;                   /* until the first token, for on_idle */
     bool idle_on;
+    char plan[PLAN_ID_MAX];            /* the caller's plan id: a metrics label */
+    uint64_t ledger_submit_ns;         /* ledger write latency */
 };
 
 /* An event copied off the scheduler thread. */
@@ -141,6 +145,8 @@ static void on_recorded(void *arg, const struct err *e)
 {
     struct inference *inf = arg;
     struct daemon_ctx *d = inf->d;
+    if (inf->ledger_submit_ns)
+        metrics_ledger_write(d->metrics, (double)(metrics_now_ns() - inf->ledger_submit_ns) / 1e9);
     if (e) {
         /* Never show a client a completion that is not in the ledger. */
         log_line(LOG_ERROR, "ledger write failed", LF_STR("request", inf->meter.usage.request_id),
@@ -185,6 +191,9 @@ static void finish(struct inference *inf)
     stop_idle(inf);
     struct daemon_ctx *d = inf->d;
     int64_t now = store_now_ms();
+    metrics_tokens(d->metrics, inf->model->name, inf->plan, u->prompt_tokens, u->completion_tokens);
+    if (u->first_token_ms >= 0)
+        metrics_first_token(d->metrics, inf->model->name, (double)u->first_token_ms / 1e3);
     if (!inf->meter.admitted) {
         on_recorded(inf, NULL);
         return;
@@ -199,6 +208,7 @@ static void finish(struct inference *inf)
     rec.queue_ms = u->queue_ms;
     rec.compute_ms = u->compute_ms;
     rec.finished_at = now;
+    inf->ledger_submit_ns = metrics_now_ns();
     ledger_record(d->writer, &rec, on_recorded, inf);
 }
 
@@ -210,6 +220,8 @@ static void on_event_loop(void *arg)
     switch (ev->kind) {
     case SCHED_EV_TOKEN:
         stop_idle(inf);
+        if (ev->choice >= 0 && ev->choice < SCHED_MAX_CHOICES)
+            metrics_token_gap(inf->d->metrics, inf->model->name, &sub->last_token_ns[ev->choice]);
         if (inf->req && !inf->client_gone && inf->cb.on_token) {
             struct inference_token t = {
                 .text = ev->text, .text_len = ev->text_len, .token = ev->token,
@@ -335,7 +347,11 @@ bool inference_start(struct daemon_ctx *d, struct http_request *r, const struct 
         reqs[i].on_event = on_sched_event;
         reqs[i].user = &inf->subs[i];
     }
+    if (p->who && p->who->has_plan)
+        memcpy(inf->plan, p->who->plan.plan_id, sizeof inf->plan);
     if (!sched_submit(p->model->sched, reqs, p->n_prompts, ids, e)) {
+        if (e->code == ERR_OVERLOADED)
+            metrics_rejected(d->metrics, inf->plan, e->code);
         if (p->meter.admitted) {
             struct admission_ticket t = p->meter.ticket;
             admission_settle(d->admission, &t, 0, 0, store_now_ms());

@@ -91,7 +91,7 @@ static const struct command commands[] = {
     {"tokenize", cmd_tokenize, "tokenize text: --model PATH [--ids] [--special] [--no-bos] TEXT|-"},
     {"demo-model", cmd_demo_model, "write the built-in demo model as a GGUF file: PATH"},
     {"generate", cmd_generate, "run a model: --model PATH (--prompt TEXT | --prompt-ids 1,2) [--max-tokens N] [--temperature T] [--seed S] [--ids]"},
-    {"customers", cmd_customers, "create|list|get|update customers (on the database file)"},
+    {"customers", cmd_customers, "create|list|get|update|export|erase customers (on the database file)"},
     {"keys", cmd_keys, "issue|list|revoke|rotate API keys (issue prints the secret alone)"},
     {"plans", cmd_plans, "list plans, create-version of a plan"},
     {"subscriptions", cmd_subscriptions, "create|change|cancel|get a customer's subscription"},
@@ -99,6 +99,7 @@ static const struct command commands[] = {
     {"audit", cmd_audit, "verify the audit log's hash chain"},
     {"invoices", cmd_invoices, "list|show|close|reconcile invoices (docs/finance.md)"},
     {"report", cmd_report, "usage (CSV streamed) and revenue reports for finance"},
+    {"backup", cmd_backup, "copy the database consistently, also while serving: --to FILE"},
 };
 
 static void usage(FILE *out)
