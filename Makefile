@@ -136,7 +136,7 @@ test-deploy:
 
 bench: deps
 	@$(MAKE) --no-print-directory build $(patsubst bench/%.c,build/bench/%,$(BENCH_SRC))
-	@bench/run.sh
+	@bench/run.sh $(BENCH)
 
 FUZZ_SECONDS ?= 60
 # Fuzz targets: the library built with clang's coverage instrumentation

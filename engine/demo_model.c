@@ -56,9 +56,11 @@ static bool vocab_has(const struct vocab *v, const char *s, size_t len)
 
 /* GPT-2's byte-to-unicode map: printable bytes stand for themselves, the
  * others for code points 256 + k in byte order; token ids follow that list. */
-static bool vocab_build(struct vocab *v, struct err *e)
+static bool vocab_build(struct vocab *v, uint32_t pad_to, struct err *e)
 {
     uint32_t total = 256 + N_MERGES + N_SPECIALS;
+    if (pad_to > total)
+        total = pad_to;
     v->tokens = calloc(total, sizeof *v->tokens);
     v->types = calloc(total, sizeof *v->types);
     v->n = 0;
@@ -114,6 +116,15 @@ static bool vocab_build(struct vocab *v, struct err *e)
         if (!v->tokens[v->n])
             return err_set(e, ERR_NOMEM, "out of memory for the demo vocabulary");
         v->types[v->n++] = 3; /* CONTROL */
+    }
+    /* Padding: "Ġpad123" decodes to " pad123"; no merge produces it. */
+    for (uint32_t k = 0; v->n < total; k++) {
+        char s[32];
+        snprintf(s, sizeof s, "\xc4\xa0pad%u", k);
+        v->tokens[v->n] = strdup(s);
+        if (!v->tokens[v->n])
+            return err_set(e, ERR_NOMEM, "out of memory for the demo vocabulary");
+        v->types[v->n++] = 1;
     }
     return true;
 }
@@ -271,7 +282,7 @@ static bool check_spec(const struct demo_model_spec *s, struct err *e)
 static bool plan_fill(const struct demo_model_spec *s, struct plan *p, struct err *e)
 {
     struct vocab v = {0};
-    if (s->with_vocab && !vocab_build(&v, e)) {
+    if (s->with_vocab && !vocab_build(&v, s->n_vocab, e)) {
         vocab_free(&v);
         return false;
     }

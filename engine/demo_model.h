@@ -37,14 +37,17 @@ struct demo_model_spec {
     const char *arch;        /* "llama" or "qwen2" */
     const char *name;        /* general.name */
     uint32_t n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx;
-    uint32_t n_vocab;        /* ignored with_vocab: the vocabulary decides */
+    uint32_t n_vocab;        /* with_vocab: 0 = the demo's own size, more pads it */
     enum ggml_type type;     /* matrices: F32, F16, BF16, Q8_0 or Q4_0 */
     bool tied;               /* no output.weight */
     bool qkv_bias;
     float rope_freq_base;    /* 0 = 10000 */
     uint32_t n_rot;          /* rope.dimension_count; 0 = the head size */
     uint64_t seed;
-    bool with_vocab;         /* the demo's BPE vocabulary and chat template */
+    bool with_vocab;         /* the demo's BPE vocabulary and chat template, padded to
+                              * n_vocab with plain tokens that encoding never makes
+                              * (so a benchmark model has a real model's vocabulary
+                              * size and can still be served) */
 };
 
 /* The whole file in memory. */
