@@ -11,8 +11,9 @@
  *
  *   1. every decoding sequence contributes its one token (inter-token
  *      latency first);
- *   2. what is left of max_batch_tokens goes to prefilling sequences, the
- *      tenant with the smallest virtual time first (weighted fair queuing);
+ *   2. what is left of max_batch_tokens (at most prefill_chunk while any
+ *      sequence decodes) goes to prefilling sequences, the tenant with the
+ *      smallest virtual time first (weighted fair queuing);
  *   3. waiting requests join the running set while there are slots and KV
  *      memory, tenant with the smallest virtual time first; a tenant running
  *      fewer sequences (per weight) than another may preempt it.
@@ -620,7 +621,13 @@ static int plan_step(struct sched *s, struct seq **order, int max_order)
                 order[n_order++] = q;
             }
         }
-    /* 2. prefill chunks, least-served tenant first */
+    /* 2. prefill chunks, least-served tenant first. While sequences are
+     * decoding, prefill gets at most prefill_chunk tokens a step: a step's
+     * length is every decoding sequence's inter-token latency, and a long
+     * prompt must not stall them all (stall-free chunked prefill). With
+     * nothing decoding, prompts get the whole budget. */
+    if (n_order > 0 && s->opt.prefill_chunk > 0 && budget > s->opt.prefill_chunk)
+        budget = s->opt.prefill_chunk;
     while (budget > 0 && n_order < max_order) {
         struct seq *best = NULL;
         for (struct req *r = s->running; r; r = r->next)

@@ -62,6 +62,7 @@ struct sched;
 struct sched_options {
     int max_running;          /* sequences decoding at once */
     int max_batch_tokens;     /* tokens per forward pass (decode + prefill) */
+    int prefill_chunk;        /* prompt tokens per pass while others decode; 0 = no cap */
     int max_queue;            /* requests waiting; beyond: ERR_OVERLOADED */
     uint64_t kv_cache_bytes;  /* KV-cache budget */
     int n_ctx;                /* context per sequence (<= the model's) */

@@ -134,6 +134,7 @@ static struct served_model *model_open(const struct config *cfg, const char *nam
     struct sched_options so = {
         .max_running = cfg->max_running,
         .max_batch_tokens = cfg->max_batch_tokens,
+        .prefill_chunk = cfg->prefill_chunk,
         .max_queue = cfg->max_queue,
         .kv_cache_bytes = cfg->kv_cache_bytes,
         .n_ctx = cfg->ctx_size,
