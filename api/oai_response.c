@@ -143,12 +143,9 @@ const char *oai_finish_reason(enum sched_finish f)
     }
 }
 
-const char *oai_system_fingerprint(void)
+void oai_system_fingerprint(char *out, size_t size)
 {
-    static char fp[64];
-    if (!fp[0])
-        snprintf(fp, sizeof fp, "fp_maasd_%.12s", maasd_git_commit);
-    return fp;
+    snprintf(out, size, "fp_maasd_%.12s", maasd_git_commit);
 }
 
 static void add_finish(cJSON *o, enum sched_finish finish)
@@ -264,7 +261,9 @@ static cJSON *envelope(const struct oai_response_meta *m, const char *object)
     cJSON_AddStringToObject(o, "object", object);
     cJSON_AddNumberToObject(o, "created", (double)m->created);
     cJSON_AddStringToObject(o, "model", m->model);
-    cJSON_AddStringToObject(o, "system_fingerprint", oai_system_fingerprint());
+    char fp[32];
+    oai_system_fingerprint(fp, sizeof fp);
+    cJSON_AddStringToObject(o, "system_fingerprint", fp);
     return o;
 }
 

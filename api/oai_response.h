@@ -67,7 +67,8 @@ void oai_response_meta_init(struct oai_response_meta *m, bool chat, const char *
 
 /* "stop" / "length"; NULL while running or when cancelled. */
 const char *oai_finish_reason(enum sched_finish f);
-const char *oai_system_fingerprint(void);
+/* "fp_maasd_" and the build's commit. */
+void oai_system_fingerprint(char *out, size_t size);
 
 cJSON *oai_chat_choice(int index, const char *text, size_t len, const struct oai_logprobs *lp,
                        enum sched_finish finish, const struct tokenizer *tok);
