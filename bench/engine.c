@@ -377,29 +377,38 @@ static void *random_tensor(enum ggml_type t, uint32_t n_in, uint32_t n_out, uint
     }
 }
 
-/* One product split over the pool as forward.c splits it: chunks of whole
- * 4x3 tiles, about 8 per thread. */
+/* One product split over the pool as forward.c splits it: guided, each
+ * task about 1/(2 * threads) of the groups left, in whole kernel tiles. */
 struct kmm {
     const struct kernels_matrix *w;
     const struct kernels_act *a;
     float *y;
-    uint32_t chunk;
     enum kernels_isa isa;
+    uint32_t g[257];
 };
 
 static void kmm_task(void *ctx, int task, int thread)
 {
     (void)thread;
     const struct kmm *k = ctx;
-    uint32_t g0 = (uint32_t)task * k->chunk;
-    kernels_matmul(k->w, k->a, k->y, k->w->n_out, g0, g0 + k->chunk, k->isa);
+    kernels_matmul(k->w, k->a, k->y, k->w->n_out, k->g[task], k->g[task + 1], k->isa);
 }
 
 static void kmm_run(struct threadpool *tp, struct kmm *k)
 {
-    uint32_t target = (uint32_t)threadpool_size(tp) * 8;
-    k->chunk = ((k->w->n_groups + target - 1) / target + 11) / 12 * 12;
-    threadpool_run(tp, kmm_task, k, (int)((k->w->n_groups + k->chunk - 1) / k->chunk));
+    const uint32_t n = k->w->n_groups, div = (uint32_t)threadpool_size(tp) * 2;
+    const uint32_t step = kernels_matmul_group_step(k->w, k->a->n_rows, k->isa);
+    const uint32_t min_chunk = (n + 255) / 256;
+    int tasks = 0;
+    k->g[0] = 0;
+    for (uint32_t g = 0; g < n; tasks++) {
+        uint32_t c = (n - g + div - 1) / div;
+        c = c > min_chunk ? c : min_chunk;
+        c = (c + step - 1) / step * step;
+        g += c < n - g ? c : n - g;
+        k->g[tasks + 1] = g;
+    }
+    threadpool_run(tp, kmm_task, k, tasks);
 }
 
 static void bench_kernel_type(const struct opts *o, struct threadpool *tp, enum ggml_type t,

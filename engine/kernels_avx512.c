@@ -468,6 +468,18 @@ kernels_mm_fn kernels_avx512_matmul(enum ggml_type t)
     }
 }
 
+uint32_t kernels_avx512_group_step(enum ggml_type t, uint32_t n_rows)
+{
+    switch (t) {
+    case GGML_TYPE_F32:
+    case GGML_TYPE_F16:
+    case GGML_TYPE_BF16: return FLOAT_NG;
+    case GGML_TYPE_Q8_0:
+    case GGML_TYPE_Q4_0: return n_rows < Q8_MR ? 4 : Q8_NG;
+    default: return 1;
+    }
+}
+
 /* ---- exp, SiLU, attention --------------------------------------------------- */
 
 /* e^x to about 1 ulp: x = n ln2 + r, |r| <= ln2/2, degree-6 Taylor
