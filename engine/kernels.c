@@ -797,6 +797,14 @@ void kernels_matmul(const struct kernels_matrix *w, const struct kernels_act *a,
     fn(w, a, y, ldy, g0, g1);
 }
 
+uint32_t kernels_matmul_group_step(const struct kernels_matrix *w, uint32_t n_rows,
+                                   enum kernels_isa isa)
+{
+    if (isa >= KERNELS_ISA_AVX512 && kernels_avx512_matmul(w->type))
+        return kernels_avx512_group_step(w->type, n_rows);
+    return 1; /* the AVX2 and scalar kernels work one group at a time */
+}
+
 /* ---- attention and element-wise ---------------------------------------------- */
 
 static void attend_scalar(const struct kernels_attn *a)

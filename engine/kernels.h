@@ -130,6 +130,12 @@ void kernels_act_convert_row(struct kernels_act *a, uint32_t r, const float *x,
 void kernels_matmul(const struct kernels_matrix *w, const struct kernels_act *a, float *y,
                     size_t ldy, uint32_t g0, uint32_t g1, enum kernels_isa isa);
 
+/* The width, in column groups, of the tiles kernels_matmul() uses for
+ * n_rows rows: a range [g0, g1) split at multiples of it runs at full speed
+ * (other splits give the same results, with partial tiles). */
+uint32_t kernels_matmul_group_step(const struct kernels_matrix *w, uint32_t n_rows,
+                                   enum kernels_isa isa);
+
 /* One GGUF row of n values (n a multiple of the type's block) to F32. */
 void kernels_row_dequant(enum ggml_type t, const void *src, uint32_t n, float *out);
 

@@ -154,7 +154,8 @@ static void mm_bf16(const struct kernels_matrix *w, const struct kernels_act *a,
  * block's activation sum is subtracted by starting the integer accumulator
  * at -bias*sum, so the block sum is exact. */
 INLINE void q8_tile(const bool Q4, const int MR, const int NG, const struct kernels_matrix *w,
-                    const struct kernels_act *a, uint32_t g, uint32_t m0, float *y, size_t ldy)
+                    const struct kernels_act *a, uint32_t g, uint32_t m0, float *y, size_t ldy,
+                    const uint8_t *pf, uint32_t pf_lines)
 {
     const uint32_t K = w->n_in, nb = K / KQ_BLOCK;
     const size_t soff = Q4 ? kq4_0_scales_off(K) : kq8_0_scales_off(K);
@@ -180,6 +181,8 @@ INLINE void q8_tile(const bool Q4, const int MR, const int NG, const struct kern
         for (int j = 0; j < NG; j++)
             acc[m][j] = _mm512_setzero_ps();
     for (uint32_t b = 0; b < nb; b++) {
+        for (uint32_t i = 0; i < pf_lines; i++)
+            _mm_prefetch((const char *)pf + ((size_t)b * pf_lines + i) * 64, _MM_HINT_T1);
         __m512i ia[4][4];
 #pragma GCC unroll 8
         for (int m = 0; m < MR; m++) {
@@ -248,18 +251,30 @@ INLINE void q8_tile(const bool Q4, const int MR, const int NG, const struct kern
 
 #define Q8_CASE(Q4, MR, NG)                                                     \
     case (MR) * 8 + (NG):                                                       \
-        q8_tile(Q4, MR, NG, w, a, g, m0, y, ldy);                               \
+        q8_tile(Q4, MR, NG, w, a, g, m0, y, ldy, pf + (m0 / Q8_MR) * pf_tile, pf_lines); \
         break;
 #define Q8_ROW(Q4, MR) Q8_CASE(Q4, MR, 1) Q8_CASE(Q4, MR, 2) Q8_CASE(Q4, MR, 3) Q8_CASE(Q4, MR, 4)
 
+/* Row tiles sweep a panel of groups: the first tile reads the panel from
+ * memory, the others from L2. With two or more tiles per panel the next
+ * panel is prefetched into L2 meanwhile, spread evenly over the tiles'
+ * blocks, so that memory streams while the tiles compute instead of only
+ * during the first tile (decode@16: +18%). With one tile the hardware
+ * prefetcher's streams are enough. Panels are contiguous in memory. */
 INLINE void mm_q8(const bool Q4, const struct kernels_matrix *w, const struct kernels_act *a,
                   float *y, size_t ldy, uint32_t g0, uint32_t g1)
 {
-    const uint32_t M = a->n_rows;
+    const uint32_t M = a->n_rows, nb = w->n_in / KQ_BLOCK;
     /* Few rows: memory-bound, more groups in flight. Many rows: reuse. */
     const uint32_t ngmax = M < Q8_MR ? 4 : Q8_NG;
+    const size_t tiles = (M + Q8_MR - 1) / Q8_MR;
     for (uint32_t g = g0; g < g1; g += ngmax) {
         uint32_t ng = g1 - g < ngmax ? g1 - g : ngmax;
+        uint32_t gn = g + ng, ngn = gn >= g1 ? 0 : g1 - gn < ngmax ? g1 - gn : ngmax;
+        const uint8_t *pf = w->data + (size_t)gn * w->group_bytes;
+        size_t lines = ngn * w->group_bytes / 64;
+        uint32_t pf_lines = tiles >= 2 ? (uint32_t)((lines + tiles * nb - 1) / (tiles * nb)) : 0;
+        size_t pf_tile = (size_t)nb * pf_lines * 64;
         for (uint32_t m0 = 0; m0 < M; m0 += Q8_MR) {
             uint32_t mr = M - m0 < Q8_MR ? M - m0 : Q8_MR;
             switch (mr * 8 + ng) {
@@ -450,6 +465,18 @@ kernels_mm_fn kernels_avx512_matmul(enum ggml_type t)
     case GGML_TYPE_Q4_K: return mm_q4_k;
     case GGML_TYPE_Q6_K: return mm_q6_k;
     default: return NULL;
+    }
+}
+
+uint32_t kernels_avx512_group_step(enum ggml_type t, uint32_t n_rows)
+{
+    switch (t) {
+    case GGML_TYPE_F32:
+    case GGML_TYPE_F16:
+    case GGML_TYPE_BF16: return FLOAT_NG;
+    case GGML_TYPE_Q8_0:
+    case GGML_TYPE_Q4_0: return n_rows < Q8_MR ? 4 : Q8_NG;
+    default: return 1;
     }
 }
 

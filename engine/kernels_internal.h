@@ -80,6 +80,7 @@ static inline uint32_t kernels_group_cols(const struct kernels_matrix *w, uint32
 /* Per-ISA entry points; NULL where an ISA has no kernel for a type. */
 kernels_mm_fn kernels_avx2_matmul(enum ggml_type t);
 kernels_mm_fn kernels_avx512_matmul(enum ggml_type t);
+uint32_t kernels_avx512_group_step(enum ggml_type t, uint32_t n_rows);
 void kernels_avx2_attend(const struct kernels_attn *a);
 void kernels_avx512_attend(const struct kernels_attn *a);
 void kernels_avx2_silu_mul(float *gate, const float *up, uint32_t n);

@@ -212,6 +212,17 @@ static void check_type(enum ggml_type t, uint32_t k, uint32_t n, uint32_t rows)
             for (uint32_t c = n; c < ldy; c++)
                 assert_true(y[r * ldy + c] == 0);
 
+        /* All rows over column ranges split anywhere (forward.c splits at
+         * multiples of kernels_matmul_group_step(), tasks of any size). */
+        uint32_t step = kernels_matmul_group_step(&p.m, rows, (enum kernels_isa)isa);
+        assert_true(step >= 1 && step <= 16);
+        uint32_t cuts[] = {0, 1, step + 1 < p.m.n_groups ? step + 1 : p.m.n_groups, p.m.n_groups};
+        float *ys = calloc(rows * ldy, sizeof(float));
+        for (int c = 3; c > 0; c--)
+            kernels_matmul(&p.m, &a.a, ys, ldy, cuts[c - 1], cuts[c], (enum kernels_isa)isa);
+        assert_memory_equal(ys, ref, rows * ldy * sizeof(float));
+        free(ys);
+
         /* Batch invariance: each row alone, and a split column range. */
         for (uint32_t r = 0; r < rows; r++) {
             struct acts one;
