@@ -60,7 +60,7 @@ static const struct setting settings[] = {
      "sequences decoding at once, per model (continuous batching)"},
     {"max-batch-tokens", "MAASD_MAX_BATCH_TOKENS", SK_INT, F(max_batch_tokens), "512", 1, 65536,
      "N", "tokens per forward pass: one per decoding sequence plus prompt chunks"},
-    {"prefill-chunk", "MAASD_PREFILL_CHUNK", SK_INT, F(prefill_chunk), "128", 0, 65536, "N",
+    {"prefill-chunk", "MAASD_PREFILL_CHUNK", SK_INT, F(prefill_chunk), "64", 0, 65536, "N",
      "prompt tokens per forward pass while other sequences decode (bounds their inter-token "
      "latency); 0 = up to --max-batch-tokens"},
     {"max-queue", "MAASD_MAX_QUEUE", SK_INT, F(max_queue), "256", 1, 1000000, "N",
