@@ -80,7 +80,6 @@ struct req {
     enum req_state state;
     struct seq *seqs;
     int n_seqs;
-    int n_choices_done;
     bool cancel;
     bool admitted;                 /* has left the queue once (max_queue counts the others) */
     struct err err;
@@ -93,13 +92,11 @@ struct req {
 };
 
 struct sched {
-    const struct model *model;
     const struct tokenizer *tok;
     struct sched_options opt;
     int n_vocab, n_embd;
     struct kvcache *kv;
     struct forward *fwd;
-    struct threadpool *tp;
     pthread_mutex_t *tp_lock;      /* the pool is shared by every model's scheduler */
 
     pthread_t thread;
@@ -219,7 +216,6 @@ static void seq_finish(struct sched *s, struct seq *q, enum sched_finish why)
     q->finish = why;
     seq_release_kv(s, q);
     struct req *r = q->req;
-    r->n_choices_done++;
     if (r->p.embedding)
         return;
     /* Text still held back (half a character in the detokenizer, a
@@ -911,9 +907,7 @@ bool sched_start(const struct model *m, const struct tokenizer *tok, struct thre
     struct sched *s = calloc(1, sizeof *s);
     if (!s)
         return err_set(e, ERR_NOMEM, "out of memory");
-    s->model = m;
     s->tok = tok;
-    s->tp = tp;
     s->tp_lock = tp_lock;
     s->opt = *opt;
     const struct model_hparams *hp = &m->hp;
