@@ -4,7 +4,6 @@
 #include <ctype.h>
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 #include "server/audit.h"
 #include "server/caltime.h"
 #include "server/sq.h"
+#include "server/textbuf.h"
 
 /* What an invoice knows (a draft: everything). Rows of its window: every
  * row that is not late, and the late ones up to a late_usage seq. Credits:
@@ -1844,53 +1844,24 @@ cJSON *invoices_json(const struct invoice *inv, bool with_lines)
     return o;
 }
 
-struct text {
-    char *p;
-    size_t len, cap;
-};
-
-static void text_add(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void text_add(struct text *t, const char *fmt, ...)
-{
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(t->p ? t->p + t->len : NULL, t->p ? t->cap - t->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0)
-            abort();
-        if (t->p && t->len + (size_t)n < t->cap) {
-            t->len += (size_t)n;
-            return;
-        }
-        size_t cap = t->cap ? t->cap : 1024;
-        while (cap <= t->len + (size_t)n)
-            cap *= 2;
-        char *np = realloc(t->p, cap);
-        if (!np)
-            abort();
-        t->p = np;
-        t->cap = cap;
-    }
-}
 
 /* A CSV field: quoted, with quotes doubled, when it needs to be. */
-static void csv_field(struct text *t, const char *s)
+static void csv_field(struct textbuf *t, const char *s)
 {
     if (!strpbrk(s, ",\"\r\n")) {
-        text_add(t, "%s", s);
+        textbuf_printf(t, "%s", s);
         return;
     }
-    text_add(t, "\"");
+    textbuf_printf(t, "\"");
     for (const char *p = s; *p; p++)
-        text_add(t, *p == '"' ? "\"\"" : "%c", *p);
-    text_add(t, "\"");
+        textbuf_printf(t, *p == '"' ? "\"\"" : "%c", *p);
+    textbuf_printf(t, "\"");
 }
 
 char *invoices_lines_csv(const struct invoice *inv, size_t *len)
 {
-    struct text t = {0};
-    text_add(&t, "invoice_id,line_no,type,description,plan_version_id,ref,start_at,end_at,"
+    struct textbuf t = {0};
+    textbuf_printf(&t, "invoice_id,line_no,type,description,plan_version_id,ref,start_at,end_at,"
                  "quantity,included_quantity,unit,unit_price_micros,amount_micros,amount,"
                  "currency,ledger_rows,digest\r\n");
     for (int i = 0; i < inv->n_lines; i++) {
@@ -1901,9 +1872,9 @@ char *invoices_lines_csv(const struct invoice *inv, size_t *len)
             snprintf(pv, sizeof pv, "%lld", (long long)l->plan_version_id);
         if (l->ledger_rows >= 0)
             snprintf(rows, sizeof rows, "%lld", (long long)l->ledger_rows);
-        text_add(&t, "%s,%d,%s,", inv->id, i + 1, l->type);
+        textbuf_printf(&t, "%s,%d,%s,", inv->id, i + 1, l->type);
         csv_field(&t, l->description);
-        text_add(&t, ",%s,%s,%lld,%lld,%lld,%lld,%s,%lld,%lld,%s,%s,%s,%s\r\n", pv, l->ref,
+        textbuf_printf(&t, ",%s,%s,%lld,%lld,%lld,%lld,%s,%lld,%lld,%s,%s,%s,%s\r\n", pv, l->ref,
                  (long long)l->start_at, (long long)l->end_at, (long long)l->quantity,
                  (long long)l->included_quantity, l->unit, (long long)l->unit_price_micros,
                  (long long)l->amount_micros, amount, inv->currency, rows, l->digest);

@@ -1,7 +1,6 @@
 /* revenue.c — see revenue.h. */
 #include "server/revenue.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +8,7 @@
 #include "server/invoices.h"
 #include "server/plans.h"
 #include "server/sq.h"
+#include "server/textbuf.h"
 
 /* The array element whose string fields equal the given values (NULL
  * name ends the list), created with them when missing. */
@@ -286,35 +286,6 @@ bool revenue_summary(sqlite3 *db, const char *period, int64_t now, cJSON **out, 
     return true;
 }
 
-struct text {
-    char *p;
-    size_t len, cap;
-};
-
-static void line(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void line(struct text *t, const char *fmt, ...)
-{
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(t->p ? t->p + t->len : NULL, t->p ? t->cap - t->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0)
-            abort();
-        if (t->p && t->len + (size_t)n < t->cap) {
-            t->len += (size_t)n;
-            return;
-        }
-        size_t cap = t->cap ? t->cap * 2 : 4096;
-        while (cap <= t->len + (size_t)n)
-            cap *= 2;
-        char *np = realloc(t->p, cap);
-        if (!np)
-            abort();
-        t->p = np;
-        t->cap = cap;
-    }
-}
 
 static const char *str(const cJSON *o, const char *k)
 {
@@ -330,36 +301,36 @@ static long long num(const cJSON *o, const char *k)
 
 char *revenue_csv(const cJSON *s, size_t *len)
 {
-    struct text t = {0};
-    line(&t, "section,tier,plan,line_type,currency,metric,value\r\n");
+    struct textbuf t = {0};
+    textbuf_printf(&t, "section,tier,plan,line_type,currency,metric,value\r\n");
     const cJSON *it;
     cJSON_ArrayForEach(it, cJSON_GetObjectItem(s, "active_subscriptions")) {
-        line(&t, "subscriptions,%s,%s,,,paying,%lld\r\n", str(it, "tier"), str(it, "plan"),
+        textbuf_printf(&t, "subscriptions,%s,%s,,,paying,%lld\r\n", str(it, "tier"), str(it, "plan"),
              num(it, "paying"));
-        line(&t, "subscriptions,%s,%s,,,trialing,%lld\r\n", str(it, "tier"), str(it, "plan"),
+        textbuf_printf(&t, "subscriptions,%s,%s,,,trialing,%lld\r\n", str(it, "tier"), str(it, "plan"),
              num(it, "trialing"));
     }
     const cJSON *c = cJSON_GetObjectItem(s, "customers");
-    line(&t, "customers,,,,,new,%lld\r\n", num(c, "new"));
-    line(&t, "customers,,,,,churned,%lld\r\n", num(c, "churned"));
-    line(&t, "customers,,,,,active_at_end,%lld\r\n", num(c, "active_at_end"));
+    textbuf_printf(&t, "customers,,,,,new,%lld\r\n", num(c, "new"));
+    textbuf_printf(&t, "customers,,,,,churned,%lld\r\n", num(c, "churned"));
+    textbuf_printf(&t, "customers,,,,,active_at_end,%lld\r\n", num(c, "active_at_end"));
     cJSON_ArrayForEach(it, cJSON_GetObjectItem(s, "recurring_revenue")) {
-        line(&t, "recurring,,,,%s,mrr,%s\r\n", str(it, "currency"), str(it, "mrr"));
-        line(&t, "recurring,,,,%s,arr,%s\r\n", str(it, "currency"), str(it, "arr"));
+        textbuf_printf(&t, "recurring,,,,%s,mrr,%s\r\n", str(it, "currency"), str(it, "mrr"));
+        textbuf_printf(&t, "recurring,,,,%s,arr,%s\r\n", str(it, "currency"), str(it, "arr"));
     }
     cJSON_ArrayForEach(it, cJSON_GetObjectItem(s, "usage_by_tier")) {
-        line(&t, "usage,%s,,,,requests,%lld\r\n", str(it, "tier"), num(it, "requests"));
-        line(&t, "usage,%s,,,,input_tokens,%lld\r\n", str(it, "tier"), num(it, "input_tokens"));
-        line(&t, "usage,%s,,,,output_tokens,%lld\r\n", str(it, "tier"), num(it, "output_tokens"));
-        line(&t, "usage,%s,,,,aborted_requests,%lld\r\n", str(it, "tier"),
+        textbuf_printf(&t, "usage,%s,,,,requests,%lld\r\n", str(it, "tier"), num(it, "requests"));
+        textbuf_printf(&t, "usage,%s,,,,input_tokens,%lld\r\n", str(it, "tier"), num(it, "input_tokens"));
+        textbuf_printf(&t, "usage,%s,,,,output_tokens,%lld\r\n", str(it, "tier"), num(it, "output_tokens"));
+        textbuf_printf(&t, "usage,%s,,,,aborted_requests,%lld\r\n", str(it, "tier"),
              num(it, "aborted_requests"));
     }
     cJSON_ArrayForEach(it, cJSON_GetObjectItem(s, "billed_by_tier"))
-        line(&t, "billed,%s,,%s,%s,amount,%s\r\n", str(it, "tier"), str(it, "line_type"),
+        textbuf_printf(&t, "billed,%s,,%s,%s,amount,%s\r\n", str(it, "tier"), str(it, "line_type"),
              str(it, "currency"), str(it, "amount"));
     cJSON_ArrayForEach(it, cJSON_GetObjectItem(s, "billed_totals")) {
-        line(&t, "billed,,,,%s,total,%s\r\n", str(it, "currency"), str(it, "total"));
-        line(&t, "billed,,,,%s,invoices,%lld\r\n", str(it, "currency"), num(it, "invoices"));
+        textbuf_printf(&t, "billed,,,,%s,total,%s\r\n", str(it, "currency"), str(it, "total"));
+        textbuf_printf(&t, "billed,,,,%s,invoices,%lld\r\n", str(it, "currency"), num(it, "invoices"));
     }
     *len = t.len;
     return t.p;
