@@ -34,7 +34,7 @@ export async function startDaemon({ args = [], env = {}, dir = tempDir(), db } =
   proc.stderr.setEncoding('utf8');
   proc.stdout.setEncoding('utf8');
   proc.stdout.on('data', (s) => { d.stdout += s; });
-  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => {
+  const exited = new Promise((resolve) => proc.on('close', (code, signal) => { // after stderr is fully read
     d.exited = { code, signal };
     resolve(d.exited);
   }));
@@ -77,7 +77,8 @@ export function runMaasd(args, { env = {}, input } = {}) {
     p.stdout.on('data', (s) => { stdout += s; });
     p.stderr.on('data', (s) => { stderr += s; });
     if (input !== undefined) p.stdin.end(input); else p.stdin.end();
-    p.on('exit', (code, signal) => resolve({ code, signal, stdout, stderr }));
+    // 'close', not 'exit': only then has all of the output been read.
+    p.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
   });
 }
 
