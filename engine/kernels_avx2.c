@@ -18,13 +18,6 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
-INLINE int32_t ld32(const void *p)
-{
-    int32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
 INLINE __m256i lane_mask(uint32_t n) /* first n of 8 lanes set */
 {
     const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -179,7 +172,7 @@ INLINE void q8_tile(const bool Q4, const int MR, const struct kernels_matrix *w,
                     __m256i ws = _mm256_xor_si256(u, bias);
                     __m256i aw = _mm256_abs_epi8(ws);
                     for (int m = 0; m < MR; m++) {
-                        __m256i av = _mm256_set1_epi32(ld32(X[m] + b * 32 + c * 4));
+                        __m256i av = _mm256_set1_epi32(kernels_ld32(X[m] + b * 32 + c * 4));
                         ia[m] = _mm256_add_epi32(ia[m], dot_u8s8(aw, _mm256_sign_epi8(av, ws)));
                     }
                 }
@@ -191,8 +184,8 @@ INLINE void q8_tile(const bool Q4, const int MR, const struct kernels_matrix *w,
                     __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
                     for (int m = 0; m < MR; m++) {
                         const int8_t *xq = X[m] + b * 32 + c * 8;
-                        ia[m] = _mm256_add_epi32(ia[m], dot_u8s8(lo, _mm256_set1_epi32(ld32(xq))));
-                        ia[m] = _mm256_add_epi32(ia[m], dot_u8s8(hi, _mm256_set1_epi32(ld32(xq + 4))));
+                        ia[m] = _mm256_add_epi32(ia[m], dot_u8s8(lo, _mm256_set1_epi32(kernels_ld32(xq))));
+                        ia[m] = _mm256_add_epi32(ia[m], dot_u8s8(hi, _mm256_set1_epi32(kernels_ld32(xq + 4))));
                     }
                 }
             }
@@ -243,8 +236,8 @@ INLINE void q4k_tile(const int MR, const struct kernels_matrix *w, const struct 
                     __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
                     for (int m = 0; m < MR; m++) {
                         const int8_t *xq = X[m] + s * KQ_SUPER + j * 32 + c * 8;
-                        ij[m] = _mm256_add_epi32(ij[m], dot_u8s8(lo, _mm256_set1_epi32(ld32(xq))));
-                        ij[m] = _mm256_add_epi32(ij[m], dot_u8s8(hi, _mm256_set1_epi32(ld32(xq + 4))));
+                        ij[m] = _mm256_add_epi32(ij[m], dot_u8s8(lo, _mm256_set1_epi32(kernels_ld32(xq))));
+                        ij[m] = _mm256_add_epi32(ij[m], dot_u8s8(hi, _mm256_set1_epi32(kernels_ld32(xq + 4))));
                     }
                 }
                 __m256i sc = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(sb + 2048 + j * 16 + h * 8)));
@@ -254,7 +247,7 @@ INLINE void q4k_tile(const int MR, const struct kernels_matrix *w, const struct 
             for (int p = 0; p < 4; p++) {
                 __m256i mn = _mm256_cvtepu8_epi16(_mm_load_si128((const __m128i *)(sb + 2176 + p * 32 + h * 16)));
                 for (int m = 0; m < MR; m++)
-                    msum[m] = _mm256_add_epi32(msum[m], _mm256_madd_epi16(mn, _mm256_set1_epi32(ld32(S32[m] + s * 8 + 2 * p))));
+                    msum[m] = _mm256_add_epi32(msum[m], _mm256_madd_epi16(mn, _mm256_set1_epi32(kernels_ld32(S32[m] + s * 8 + 2 * p))));
             }
             __m256 dd = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(sb + 2304 + h * 16)));
             __m256 dmin = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(sb + 2336 + h * 16)));
@@ -314,7 +307,7 @@ INLINE void q6k_tile(const int MR, const struct kernels_matrix *w, const struct 
                     const int8_t *xq = X[m] + s * KQ_SUPER + j * 16;
                     __m256i ij = _mm256_set1_epi32(-32 * S16[m][s * 16 + j]);
                     for (int c = 0; c < 4; c++)
-                        ij = _mm256_add_epi32(ij, dot_u8s8(q[c], _mm256_set1_epi32(ld32(xq + 4 * c))));
+                        ij = _mm256_add_epi32(ij, dot_u8s8(q[c], _mm256_set1_epi32(kernels_ld32(xq + 4 * c))));
                     isum[m] = _mm256_add_epi32(isum[m], _mm256_mullo_epi32(ij, sc));
                 }
             }

@@ -23,13 +23,6 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
-INLINE int32_t ld32(const void *p)
-{
-    int32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
 INLINE __mmask16 cols_mask(uint32_t cols)
 {
     return (__mmask16)((1u << cols) - 1);
@@ -200,7 +193,7 @@ INLINE void q8_tile(const bool Q4, const int MR, const int NG, const struct kern
                     wv[j] = _mm512_load_si512(W[j] + (size_t)b * bstride + c * 64);
 #pragma GCC unroll 8
                 for (int m = 0; m < MR; m++) {
-                    __m512i av = _mm512_set1_epi32(ld32(X[m] + b * 32 + c * 4));
+                    __m512i av = _mm512_set1_epi32(kernels_ld32(X[m] + b * 32 + c * 4));
 #pragma GCC unroll 8
                     for (int j = 0; j < NG; j++)
                         ia[m][j] = _mm512_dpbusd_epi32(ia[m][j], wv[j], av);
@@ -218,8 +211,8 @@ INLINE void q8_tile(const bool Q4, const int MR, const int NG, const struct kern
                 }
 #pragma GCC unroll 8
                 for (int m = 0; m < MR; m++) {
-                    __m512i al = _mm512_set1_epi32(ld32(X[m] + b * 32 + c * 8));
-                    __m512i ah = _mm512_set1_epi32(ld32(X[m] + b * 32 + c * 8 + 4));
+                    __m512i al = _mm512_set1_epi32(kernels_ld32(X[m] + b * 32 + c * 8));
+                    __m512i ah = _mm512_set1_epi32(kernels_ld32(X[m] + b * 32 + c * 8 + 4));
 #pragma GCC unroll 8
                     for (int j = 0; j < NG; j++) {
                         ia[m][j] = _mm512_dpbusd_epi32(ia[m][j], lo[j], al);
@@ -334,8 +327,8 @@ INLINE void q4k_tile(const int MR, const struct kernels_matrix *w, const struct 
 #pragma GCC unroll 8
                 for (int m = 0; m < MR; m++) {
                     const int8_t *xq = X[m] + s * KQ_SUPER + j * 32 + c * 8;
-                    ij[m] = _mm512_dpbusd_epi32(ij[m], lo, _mm512_set1_epi32(ld32(xq)));
-                    ij[m] = _mm512_dpbusd_epi32(ij[m], hi, _mm512_set1_epi32(ld32(xq + 4)));
+                    ij[m] = _mm512_dpbusd_epi32(ij[m], lo, _mm512_set1_epi32(kernels_ld32(xq)));
+                    ij[m] = _mm512_dpbusd_epi32(ij[m], hi, _mm512_set1_epi32(kernels_ld32(xq + 4)));
                 }
             }
             __m512i sc = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(sb + 2048 + j * 16)));
@@ -350,7 +343,7 @@ INLINE void q4k_tile(const int MR, const struct kernels_matrix *w, const struct 
             __m512i mn = _mm512_cvtepu8_epi16(_mm256_load_si256((const __m256i *)(sb + 2176 + p * 32)));
             for (int m = 0; m < MR; m++)
                 msum[m] = _mm512_dpwssd_epi32(msum[m], mn,
-                                              _mm512_set1_epi32(ld32(S32[m] + s * 8 + 2 * p)));
+                                              _mm512_set1_epi32(kernels_ld32(S32[m] + s * 8 + 2 * p)));
         }
         __m512 dd = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(sb + 2304)));
         __m512 dmin = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(sb + 2336)));
@@ -411,7 +404,7 @@ INLINE void q6k_tile(const int MR, const struct kernels_matrix *w, const struct 
                 __m512i ij = _mm512_set1_epi32(-32 * S16[m][s * 16 + j]);
 #pragma GCC unroll 4
                 for (int c = 0; c < 4; c++)
-                    ij = _mm512_dpbusd_epi32(ij, q[c], _mm512_set1_epi32(ld32(xq + 4 * c)));
+                    ij = _mm512_dpbusd_epi32(ij, q[c], _mm512_set1_epi32(kernels_ld32(xq + 4 * c)));
                 isum[m] = _mm512_add_epi32(isum[m], _mm512_mullo_epi32(ij, sc));
             }
         }

@@ -33,6 +33,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "engine/kernels.h"
 
@@ -40,6 +41,15 @@
 #define KQ_SUPER 256u
 #define Q4K_SB_BYTES 2368u
 #define Q6K_SB_BYTES 3328u
+
+/* An unaligned little-endian 32-bit load (packed int8 groups are read four
+ * bytes at a time). */
+static inline int32_t kernels_ld32(const void *p)
+{
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
 
 static inline size_t kernels_round64(size_t n)
 {
