@@ -11,12 +11,14 @@
  *
  *   1. every decoding sequence contributes its one token (inter-token
  *      latency first);
- *   2. what is left of max_batch_tokens (at most prefill_chunk while any
- *      sequence decodes) goes to prefilling sequences, the tenant with the
- *      smallest virtual time first (weighted fair queuing);
- *   3. waiting requests join the running set while there are slots and KV
- *      memory, tenant with the smallest virtual time first; a tenant running
- *      fewer sequences (per weight) than another may preempt it.
+ *   2. what is left of max_batch_tokens (while any sequence decodes: at
+ *      most prefill_chunk, and at most what the pacer's step budget leaves)
+ *      goes to prefilling sequences, the tenant with the smallest virtual
+ *      time first (weighted fair queuing);
+ *   3. waiting requests join the running set while there are slots (the
+ *      smaller of max_running and the pacer's step budget) and KV memory,
+ *      tenant with the smallest virtual time first; a tenant running fewer
+ *      sequences (per weight) than another may preempt it.
  *
  * Preemption frees a sequence's KV memory and sets n_cached = 0: it is
  * recomputed from its token list when readmitted, invisibly to the client
@@ -35,6 +37,7 @@
 #include "engine/json_guard.h"
 #include "engine/kvcache.h"
 #include "engine/model.h"
+#include "engine/pacer.h"
 #include "engine/stop.h"
 #include "engine/threadpool.h"
 #include "engine/tokenizer.h"
@@ -115,6 +118,7 @@ struct sched {
     struct req *waiting, *running;
     int n_running_seqs;
     struct tenant *tenants;
+    struct pacer pacer;
 
     /* per-step scratch, sized once */
     int32_t *b_token, *b_seq;
@@ -510,6 +514,16 @@ static struct req *pick_waiting(struct sched *s)
     return best;
 }
 
+/* Would `seqs` more running sequences exceed the slots? The pacer's budget
+ * bounds the running set only while something runs: a request larger than
+ * the budget still runs, alone. */
+static bool slots_full(struct sched *s, int seqs)
+{
+    int paced = pacer_step_tokens(&s->pacer, s->opt.max_running);
+    return s->n_running_seqs + seqs > s->opt.max_running ||
+           (s->n_running_seqs > 0 && s->n_running_seqs + seqs > paced);
+}
+
 static void admit(struct sched *s)
 {
     for (;;) {
@@ -518,7 +532,7 @@ static void admit(struct sched *s)
             return;
         int seqs = r->n_seqs;
         size_t need = req_kv_need(r);
-        while (s->n_running_seqs + seqs > s->opt.max_running || !kv_fits(s, need)) {
+        while (slots_full(s, seqs) || !kv_fits(s, need)) {
             struct req *victim = pick_victim(s, r->tenant);
             if (!victim)
                 return; /* wait for running requests to finish */
@@ -618,12 +632,18 @@ static int plan_step(struct sched *s, struct seq **order, int max_order)
             }
         }
     /* 2. prefill chunks, least-served tenant first. While sequences are
-     * decoding, prefill gets at most prefill_chunk tokens a step: a step's
-     * length is every decoding sequence's inter-token latency, and a long
-     * prompt must not stall them all (stall-free chunked prefill). With
-     * nothing decoding, prompts get the whole budget. */
-    if (n_order > 0 && s->opt.prefill_chunk > 0 && budget > s->opt.prefill_chunk)
-        budget = s->opt.prefill_chunk;
+     * decoding, prefill gets at most prefill_chunk tokens a step and what
+     * the pacer's step budget leaves (at least one token, so prompts always
+     * progress): a step's length is every decoding sequence's inter-token
+     * latency, and a long prompt must not stall them all (stall-free chunked
+     * prefill). With nothing decoding, prompts get the whole budget. */
+    if (n_order > 0) {
+        if (s->opt.prefill_chunk > 0 && budget > s->opt.prefill_chunk)
+            budget = s->opt.prefill_chunk;
+        int left = pacer_step_tokens(&s->pacer, s->opt.max_batch_tokens) - n_order;
+        if (budget > left)
+            budget = left > 1 ? left : 1;
+    }
     while (budget > 0 && n_order < max_order) {
         struct seq *best = NULL;
         for (struct req *r = s->running; r; r = r->next)
@@ -692,6 +712,20 @@ static int hist_bucket(uint64_t v)
     return i;
 }
 
+/* One forward pass on the shared pool; *ms is its duration, timed inside
+ * the lock: another model's pass is not this one's cost. */
+static bool run_pass(struct sched *s, const struct forward_batch *b, double *ms, struct err *e)
+{
+    struct timespec t0, t1;
+    pthread_mutex_lock(s->tp_lock);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    bool ran = forward_run(s->fwd, b, e);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    pthread_mutex_unlock(s->tp_lock);
+    *ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    return ran;
+}
+
 static bool step(struct sched *s)
 {
     admit(s);
@@ -715,9 +749,10 @@ static bool step(struct sched *s)
                               .pos = s->b_pos, .out = s->b_out};
     struct err e = {0};
     int64_t t0 = sched_now_ms();
-    pthread_mutex_lock(s->tp_lock);
-    bool ran = forward_run(s->fwd, &b, &e);
-    pthread_mutex_unlock(s->tp_lock);
+    double ms;
+    bool ran = run_pass(s, &b, &ms, &e);
+    if (ran)
+        pacer_observe(&s->pacer, n, ms);
     if (!ran) {
         /* An engine failure fails the requests of this batch, not the daemon. */
         for (int k = 0; k < n; k++) {
@@ -757,6 +792,10 @@ static bool step(struct sched *s)
     s->stats.batch_seqs_hist[hist_bucket((uint64_t)n_seqs)]++;
     s->stats.batch_tokens_hist[hist_bucket((uint64_t)n)]++;
     s->stats.batch_seqs_sum += (uint64_t)n_seqs;
+    s->stats.step_target_ms = pacer_target_ms(&s->pacer);
+    s->stats.step_token_budget = s->stats.step_target_ms > 0
+                                     ? pacer_step_tokens(&s->pacer, s->opt.max_batch_tokens)
+                                     : 0;
     pthread_mutex_unlock(&s->lock);
 
     /* Sample where logits were computed; finish embeddings. */
@@ -843,9 +882,35 @@ static void end_cancelled(struct sched *s)
         }
 }
 
+/* Two one-token passes on a scratch sequence, before any request: the pacer
+ * knows the base step before the first burst arrives (the first pass pages
+ * the weights in and is not counted). Without KV room it learns later. */
+static void calibrate(struct sched *s)
+{
+    struct err e;
+    int32_t id;
+    if (s->opt.itl_factor <= 0 || !kvcache_seq_new(s->kv, &id, &e))
+        return;
+    if (kvcache_seq_reserve(s->kv, id, 2, &e)) {
+        for (uint32_t pos = 0; pos < 2; pos++) {
+            int32_t token = 0;
+            uint8_t out = FORWARD_OUT_LOGITS;
+            struct forward_batch b = {.n_tokens = 1, .tokens = &token, .seq = &id, .pos = &pos,
+                                      .out = &out};
+            double ms;
+            if (!run_pass(s, &b, &ms, &e))
+                break;
+            if (pos == 1)
+                pacer_observe(&s->pacer, 1, ms);
+        }
+    }
+    kvcache_seq_free(s->kv, id);
+}
+
 static void *sched_main(void *arg)
 {
     struct sched *s = arg;
+    calibrate(s);
     for (;;) {
         pthread_mutex_lock(&s->lock);
         while (!s->incoming_head && !s->n_cancels && !s->stopping && !s->waiting && !s->running)
@@ -921,6 +986,7 @@ bool sched_start(const struct model *m, const struct tokenizer *tok, struct thre
         s->opt.max_running = 64;
     if (s->opt.max_queue < 1)
         s->opt.max_queue = 256;
+    pacer_init(&s->pacer, s->opt.itl_factor, s->opt.itl_min_target_ms);
 
     struct kvcache_config kc = {
         .n_layer = hp->n_layer,

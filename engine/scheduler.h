@@ -32,6 +32,10 @@
  *     over tokens (prompt and generated): a tenant's virtual time advances by
  *     tokens / weight, and the tenant furthest behind is served first, both
  *     when picking waiting requests and when dividing the prefill budget.
+ *   - Latency: with itl_factor set, the sequences running and the prompt
+ *     tokens of a step are kept within what fits in itl_factor times a
+ *     one-token step (pacer.h); more requests wait in the queue rather than
+ *     slow every running stream. A request always runs when nothing else does.
  *   - Batch invariance: a request produces the same tokens (greedy, or with a
  *     seed) whether it runs alone or batched with others.
  *
@@ -63,6 +67,8 @@ struct sched_options {
     int max_running;          /* sequences decoding at once */
     int max_batch_tokens;     /* tokens per forward pass (decode + prefill) */
     int prefill_chunk;        /* prompt tokens per pass while others decode; 0 = no cap */
+    int itl_factor;           /* keep a step within this many one-token steps; 0 = off (pacer.h) */
+    double itl_min_target_ms; /* step targets below this do not limit */
     int max_queue;            /* requests waiting; beyond: ERR_OVERLOADED */
     uint64_t kv_cache_bytes;  /* KV-cache budget */
     int n_ctx;                /* context per sequence (<= the model's) */
@@ -150,6 +156,8 @@ struct sched_stats {
     uint64_t batch_seqs_hist[SCHED_HIST_BUCKETS];
     uint64_t batch_tokens_hist[SCHED_HIST_BUCKETS];
     uint64_t batch_seqs_sum;               /* sequences over every pass */
+    int step_token_budget;                 /* the pacer's tokens per step; 0 = no limit */
+    double step_target_ms;                 /* the pacer's step target; 0 = none */
 };
 
 /* tp is the compute pool; it may be shared by several schedulers (one per

@@ -63,6 +63,10 @@ static const struct setting settings[] = {
     {"prefill-chunk", "MAASD_PREFILL_CHUNK", SK_INT, F(prefill_chunk), "64", 0, 65536, "N",
      "prompt tokens per forward pass while other sequences decode (bounds their inter-token "
      "latency); 0 = up to --max-batch-tokens"},
+    {"itl-factor", "MAASD_ITL_FACTOR", SK_INT, F(itl_factor), "3", 0, 1000, "N",
+     "keep each forward pass within N times a one-token pass, so that batching never makes a "
+     "stream's inter-token latency worse than N times a lone stream's: more requests wait in "
+     "the queue instead; 0 = batch up to --max-running"},
     {"max-queue", "MAASD_MAX_QUEUE", SK_INT, F(max_queue), "256", 1, 1000000, "N",
      "requests waiting per model; beyond it 503 server_overloaded with Retry-After"},
     {"kv-cache-bytes", "MAASD_KV_CACHE_BYTES", SK_SIZE, F(kv_cache_bytes), "2G", 1 << 20,

@@ -50,6 +50,7 @@ struct config {
     int max_running;
     int max_batch_tokens;
     int prefill_chunk;
+    int itl_factor;
     int max_queue;
     uint64_t kv_cache_bytes;
     int ctx_size;                     /* 0 = the model's trained context */

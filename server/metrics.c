@@ -460,6 +460,12 @@ bool metrics_create(const char *version, const char *commit, struct metrics **ou
       "Sequences per forward pass.", "model", pow2_bounds);
     H(batch_tokens, "maasd_scheduler_batch_tokens", "Tokens per forward pass.", "model",
       pow2_bounds);
+    G(step_budget, "maasd_scheduler_step_token_budget",
+      "Tokens a forward pass may carry to keep the inter-token latency target "
+      "(--itl-factor); 0: no limit.", "model");
+    G(step_target, "maasd_scheduler_step_target_seconds",
+      "The step duration the scheduler paces to (--itl-factor times a one-token step); "
+      "0: not pacing.", "model");
     G(kv_used, "maasd_kv_cache_used_tokens", "KV-cache token slots in use.", "model");
     G(kv_total, "maasd_kv_cache_capacity_tokens", "KV-cache token slots in all.", "model");
     C(steps, "maasd_scheduler_forward_passes_total", "Forward passes run.", "model");
@@ -491,7 +497,7 @@ bool metrics_create(const char *version, const char *commit, struct metrics **ou
         &m->build_info, &m->http_requests, &m->http_duration, &m->http_in_flight,
         &m->prompt_tokens, &m->completion_tokens, &m->ttft, &m->itl, &m->rejections,
         &m->ledger_write, &m->ledger_backlog, &m->ledger_jobs, &m->ledger_commit,
-        &m->queue_depth, &m->running, &m->batch_seqs, &m->batch_tokens, &m->kv_used,
+        &m->queue_depth, &m->running, &m->batch_seqs, &m->batch_tokens, &m->step_budget, &m->step_target, &m->kv_used,
         &m->kv_total, &m->steps, &m->preemptions, &m->db_bytes, &m->cpu, &m->rss, &m->vms,
         &m->fds, &m->max_fds, &m->start_time, &m->backups, &m->backup_last_success,
         &m->backup_duration, &m->tls_reloads, &m->tls_not_after};
@@ -623,6 +629,8 @@ void metrics_collect_sched(struct metrics *m, const char *model, const struct sc
                                  (double)st->batch_seqs_sum);
     metrics_family_set_histogram(m->batch_tokens, lv, st->batch_tokens_hist,
                                  (double)st->tokens_prefilled);
+    metrics_family_set(m->step_budget, lv, st->step_token_budget);
+    metrics_family_set(m->step_target, lv, st->step_target_ms / 1e3);
 }
 
 void metrics_collect_writer(struct metrics *m, const struct writer_stats *st)

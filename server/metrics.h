@@ -84,6 +84,7 @@ struct metrics {
     struct metric_family *rejections;
     struct metric_family *ledger_write, *ledger_backlog, *ledger_jobs, *ledger_commit;
     struct metric_family *queue_depth, *running, *batch_seqs, *batch_tokens, *kv_used, *kv_total;
+    struct metric_family *step_budget, *step_target;
     struct metric_family *steps, *preemptions;
     struct metric_family *db_bytes;
     struct metric_family *cpu, *rss, *vms, *fds, *max_fds, *start_time;

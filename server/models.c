@@ -85,7 +85,9 @@ static bool memory_check(const char *name, const char *path, const struct config
 }
 
 /* Everything a served model needs; runs on any thread. `tp` may be NULL
- * (single-threaded weight packing, for loads while serving). */
+ * (single-threaded weight packing, for loads while serving); when it is the
+ * compute pool, packing holds run_lock like every other user of the pool
+ * (a model loaded earlier may already be running its first passes). */
 static struct served_model *model_open(const struct config *cfg, const char *name,
                                        const char *model_id, int version, const char *path,
                                        struct threadpool *tp, struct threadpool *run_tp,
@@ -110,7 +112,12 @@ static struct served_model *model_open(const struct config *cfg, const char *nam
     } else if (!gguf_open(path, &m->gguf, e)) {
         goto fail;
     }
-    if (!model_load(m->gguf, tp, &m->model, e) || !tokenizer_load(m->gguf, &m->tok, e))
+    if (tp)
+        pthread_mutex_lock(run_lock);
+    bool loaded = model_load(m->gguf, tp, &m->model, e);
+    if (tp)
+        pthread_mutex_unlock(run_lock);
+    if (!loaded || !tokenizer_load(m->gguf, &m->tok, e))
         goto fail;
 
     struct gguf_str src = {NULL, 0};
@@ -135,6 +142,9 @@ static struct served_model *model_open(const struct config *cfg, const char *nam
         .max_running = cfg->max_running,
         .max_batch_tokens = cfg->max_batch_tokens,
         .prefill_chunk = cfg->prefill_chunk,
+        .itl_factor = cfg->itl_factor,
+        /* A step this short is not noticed by anyone: small models batch freely. */
+        .itl_min_target_ms = 10,
         .max_queue = cfg->max_queue,
         .kv_cache_bytes = cfg->kv_cache_bytes,
         .n_ctx = cfg->ctx_size,

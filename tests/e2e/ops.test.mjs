@@ -185,6 +185,7 @@ describe('metrics', () => {
     const before = parsePrometheus((await scrape(d, token)).text);
     for (const family of ['maasd_http_requests_total', 'maasd_http_request_duration_seconds', 'maasd_scheduler_queue_depth',
       'maasd_scheduler_running_sequences', 'maasd_scheduler_batch_sequences', 'maasd_scheduler_batch_tokens',
+      'maasd_scheduler_step_token_budget', 'maasd_scheduler_step_target_seconds',
       'maasd_prompt_tokens_total', 'maasd_generated_tokens_total', 'maasd_time_to_first_token_seconds',
       'maasd_inter_token_latency_seconds', 'maasd_kv_cache_used_tokens', 'maasd_admission_rejections_total',
       'maasd_ledger_write_duration_seconds', 'maasd_ledger_writer_backlog', 'maasd_database_size_bytes',
@@ -193,6 +194,11 @@ describe('metrics', () => {
     assert.ok(value(before, 'maasd_process_resident_memory_bytes') > 0);
     assert.ok(value(before, 'maasd_database_size_bytes', { file: 'db' }) > 0);
     assert.ok(value(before, 'maasd_kv_cache_capacity_tokens', { model: MODEL }) > 0);
+    // Pacing never limits steps shorter than 10 ms (docs/operators.md,
+    // --itl-factor): no budget, or a target of at least that.
+    const budget = value(before, 'maasd_scheduler_step_token_budget', { model: MODEL });
+    const target = value(before, 'maasd_scheduler_step_target_seconds', { model: MODEL });
+    assert.ok(budget === 0 ? target === 0 : budget >= 1 && target >= 0.01, `budget ${budget}, target ${target}`);
 
     // Traffic: non-streamed and streamed completions, a model lookup by id,
     // and a refusal by the plan (max_tokens over the free plan's limit).

@@ -56,16 +56,21 @@ static void env_close(struct env *v)
     pthread_mutex_destroy(&v->tp_lock);
 }
 
+static struct sched *start_with(struct env *v, const struct sched_options *o)
+{
+    struct sched *s = NULL;
+    struct err e = {0};
+    if (!sched_start(v->m, v->tok, v->tp, &v->tp_lock, o, &s, &e))
+        fail_msg("%s", e.msg);
+    return s;
+}
+
 static struct sched *start(struct env *v, int max_running, int max_batch, int max_queue,
                            uint64_t kv_bytes)
 {
     struct sched_options o = {.max_running = max_running, .max_batch_tokens = max_batch,
                               .max_queue = max_queue, .kv_cache_bytes = kv_bytes, .n_ctx = 0};
-    struct sched *s = NULL;
-    struct err e = {0};
-    if (!sched_start(v->m, v->tok, v->tp, &v->tp_lock, &o, &s, &e))
-        fail_msg("%s", e.msg);
-    return s;
+    return start_with(v, &o);
 }
 
 /* ---- collecting events from the scheduler thread ---- */
@@ -262,6 +267,67 @@ static void test_batch_invariance_and_forks(void **state)
     free(alone);
     free(again);
     free(three);
+    env_close(&v);
+}
+
+/* Pacing changes which requests share a step, never what they produce:
+ * under a step budget (a 2x target, no minimum, so the demo model's short
+ * steps are paced too) a burst gives the same tokens as without, a request
+ * with more choices than the budget still runs, and the budget shows in the
+ * stats. */
+static void test_paced_batching_same_tokens(void **state)
+{
+    (void)state;
+    struct env v;
+    env_open(&v, NULL);
+    enum { N = 24 };
+    int32_t prompts[N][24];
+    struct result *r[2][N], *wide[2];
+    struct sched_stats st[2];
+    for (int run = 0; run < 2; run++) {
+        struct sched_options o = {.max_running = 32, .max_batch_tokens = 64, .max_queue = 64,
+                                  .kv_cache_bytes = 64 << 20, .prefill_chunk = 8,
+                                  .itl_factor = run ? 2 : 0, .itl_min_target_ms = 0};
+        struct sched *s = start_with(&v, &o);
+        /* A one-token request first: the pacer knows the base step. */
+        struct result *warm = result_new();
+        prompts[0][0] = 72;
+        struct sched_request q = greedy(prompts[0], 1, 4, warm);
+        submit(s, &q);
+        wait_done(warm);
+        free(warm);
+        for (int i = 0; i < N; i++) {
+            r[run][i] = result_new();
+            for (int k = 0; k < 24; k++)
+                prompts[i][k] = 65 + (i * 5 + k * 7) % 50;
+            q = greedy(prompts[i], (size_t)(4 + i % 20), 20 + i, r[run][i]);
+            submit(s, &q);
+        }
+        wide[run] = result_new();
+        q = greedy(prompts[3], 6, 10, wide[run]);
+        q.n_choices = SCHED_MAX_CHOICES;
+        submit(s, &q);
+        for (int i = 0; i < N; i++)
+            wait_done(r[run][i]);
+        wait_done(wide[run]);
+        sched_get_stats(s, &st[run]);
+        sched_stop(s);
+    }
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(r[1][i]->req_finish, r[0][i]->req_finish);
+        assert_int_equal(r[1][i]->n_tokens[0], r[0][i]->n_tokens[0]);
+        assert_memory_equal(r[1][i]->tokens[0], r[0][i]->tokens[0],
+                            sizeof(int32_t) * (size_t)r[0][i]->n_tokens[0]);
+        assert_int_equal(r[1][i]->completion_tokens, r[0][i]->completion_tokens);
+        free(r[0][i]);
+        free(r[1][i]);
+    }
+    for (int c = 0; c < SCHED_MAX_CHOICES; c++)
+        assert_int_equal(wide[1]->n_tokens[c], wide[0]->n_tokens[c]);
+    assert_true(st[0].step_target_ms == 0 && st[0].step_token_budget == 0);
+    assert_true(st[1].step_target_ms > 0 && st[1].step_token_budget >= 1);
+    free(wide[0]);
+    free(wide[1]);
     env_close(&v);
 }
 
@@ -483,6 +549,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stories_matches_llama2c),
         cmocka_unit_test(test_batch_invariance_and_forks),
+        cmocka_unit_test(test_paced_batching_same_tokens),
         cmocka_unit_test(test_memory_pressure_recomputes_exactly),
         cmocka_unit_test(test_cancel_deadline_and_queue),
         cmocka_unit_test(test_fairness_between_tenants),
