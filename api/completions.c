@@ -17,6 +17,7 @@
 #include "api/oai_request.h"
 #include "api/oai_response.h"
 #include "api/prompt.h"
+#include "engine/tokenizer.h"
 #include "server/daemon.h"
 #include "server/inference.h"
 #include "server/models.h"
@@ -35,9 +36,12 @@ struct completion_job {
     struct oai_response_meta meta;
     bool chat, stream, include_usage, echo;
     int logprobs;                    /* -1 off */
+    bool score_prompt;               /* echo with logprobs: the prompt's tokens are scored */
     int n_prompts, n;
     struct choice_state *choices;    /* n_prompts * n */
     char **echo_text;                /* completions echo: the prompt text */
+    size_t **echo_offsets;           /* score_prompt: where each prompt token starts in it */
+    struct oai_logprobs *echo_lp;    /* score_prompt: the prompt's tokens, per prompt */
     struct prompt_set prompts;
 };
 
@@ -55,9 +59,16 @@ static void job_free(void *ctx)
     }
     free(j->choices);
     if (j->echo_text) {
-        for (int i = 0; i < j->n_prompts; i++)
+        for (int i = 0; i < j->n_prompts; i++) {
             free(j->echo_text[i]);
+            if (j->score_prompt) {
+                free(j->echo_offsets[i]);
+                oai_logprobs_free(&j->echo_lp[i]);
+            }
+        }
         free(j->echo_text);
+        free(j->echo_offsets);
+        free(j->echo_lp);
     }
     prompt_set_free(&j->prompts);
     free(j);
@@ -68,6 +79,20 @@ static void on_idle(void *ctx, struct http_request *r)
     struct completion_job *j = ctx;
     if (j->stream && http_stream_pending(r) == 0)
         http_stream_write(r, ": keep-alive\n\n", 14);
+}
+
+/* A stream's first chunk of each choice of prompt p: the prompt's text,
+ * with its tokens' logprobs when scored (so it waits for them). */
+static void send_echo(struct completion_job *j, struct http_request *r, int p)
+{
+    for (int c = 0; c < j->n; c++)
+        oai_sse_text(r, &j->meta, false, p * j->n + c, j->echo_text[p], strlen(j->echo_text[p]),
+                     j->score_prompt ? &j->echo_lp[p] : NULL, NULL);
+}
+
+static bool prompt_scored(const struct completion_job *j, int p)
+{
+    return !j->score_prompt || j->echo_lp[p].n == j->prompts.n[p];
 }
 
 static void on_started(void *ctx, struct http_request *r)
@@ -85,10 +110,21 @@ static void on_started(void *ctx, struct http_request *r)
                 oai_sse_chat_role(r, &j->meta, p * j->n + c);
     } else if (j->echo) {
         for (int p = 0; p < j->n_prompts; p++)
-            for (int c = 0; c < j->n; c++)
-                oai_sse_text(r, &j->meta, false, p * j->n + c, j->echo_text[p],
-                             strlen(j->echo_text[p]), NULL, NULL);
+            if (prompt_scored(j, p))
+                send_echo(j, r, p);
     }
+}
+
+static void on_prompt_token(void *ctx, struct http_request *r, int prompt,
+                            const struct inference_token *t)
+{
+    struct completion_job *j = ctx;
+    struct oai_logprobs *lp = &j->echo_lp[prompt];
+    if (!j->score_prompt || lp->n >= j->prompts.n[prompt])
+        return;
+    oai_logprobs_add(lp, t, j->echo_offsets[prompt][lp->n]);
+    if (j->stream && prompt_scored(j, prompt))
+        send_echo(j, r, prompt);
 }
 
 static void on_token(void *ctx, struct http_request *r, int prompt, int c,
@@ -106,8 +142,8 @@ static void on_token(void *ctx, struct http_request *r, int prompt, int c,
     if (t->text_len == 0 && !with_lp)
         return;
     struct oai_logprobs one = {0};
-    if (with_lp)
-        oai_logprobs_add(&one, t, ch->text.len);
+    if (with_lp) /* text_offset counts from the start of the choice's text, echo included */
+        oai_logprobs_add(&one, t, (j->echo ? strlen(j->echo_text[prompt]) : 0) + ch->text.len);
     oai_buf_append(&ch->text, t->text, t->text_len);
     oai_sse_text(r, &j->meta, j->chat, prompt * j->n + c, t->text, t->text_len,
                  with_lp ? &one : NULL, NULL);
@@ -158,13 +194,17 @@ static void on_finish(void *ctx, struct http_request *r, const struct inference_
                                                               ch->finish, j->meta.tok));
             } else {
                 struct oai_buf full = {0};
-                if (j->echo)
-                    oai_buf_append(&full, j->echo_text[p], strlen(j->echo_text[p]));
+                size_t echo_len = j->echo ? strlen(j->echo_text[p]) : 0;
+                oai_buf_append(&full, j->echo ? j->echo_text[p] : "", echo_len);
                 oai_buf_append(&full, ch->text.data, ch->text.len);
+                struct oai_logprobs lp = {0};
+                if (j->score_prompt)
+                    oai_logprobs_append(&lp, &j->echo_lp[p], 0);
+                oai_logprobs_append(&lp, &ch->lp, echo_len);
                 cJSON_AddItemToArray(choices, oai_text_choice(index, full.data, full.len,
-                                                              j->logprobs >= 0 ? &ch->lp : NULL,
-                                                              j->echo ? strlen(j->echo_text[p]) : 0,
+                                                              j->logprobs >= 0 ? &lp : NULL,
                                                               ch->finish, j->meta.tok));
+                oai_logprobs_free(&lp);
                 oai_buf_free(&full);
             }
         }
@@ -200,6 +240,7 @@ static void handle(struct api_call *c, enum oai_endpoint ep)
     j->include_usage = req.include_usage;
     j->logprobs = req.logprobs;
     j->echo = req.echo;
+    j->score_prompt = !j->chat && req.echo && req.logprobs >= 0;
     j->n = req.n;
 
     struct inference_params p = {.model = m,
@@ -210,6 +251,7 @@ static void handle(struct api_call *c, enum oai_endpoint ep)
         job_free(j);
         return;
     }
+    p.req.prompt_logprobs = j->score_prompt;
     oai_response_meta_init(&j->meta, j->chat, m->name, m->tok);
     j->meta.include_usage = j->include_usage;
     if (!api_inference_admit(c, m, req.model, req.max_tokens >= 0, j->meta.id, &p)) {
@@ -223,12 +265,27 @@ static void handle(struct api_call *c, enum oai_endpoint ep)
         abort();
     if (j->echo) {
         j->echo_text = calloc((size_t)j->n_prompts, sizeof *j->echo_text);
-        for (int i = 0; i < j->n_prompts; i++)
-            j->echo_text[i] = prompt_echo_text(m, &j->prompts, i);
+        j->echo_offsets = calloc((size_t)j->n_prompts, sizeof *j->echo_offsets);
+        j->echo_lp = calloc((size_t)j->n_prompts, sizeof *j->echo_lp);
+        if (!j->echo_text || !j->echo_offsets || !j->echo_lp)
+            abort();
+        for (int i = 0; i < j->n_prompts; i++) {
+            j->echo_text[i] = prompt_echo_text(m, &j->prompts, i,
+                                               j->score_prompt ? &j->echo_offsets[i] : NULL);
+            if (j->score_prompt && j->prompts.n[i] > 0) {
+                /* The first token has nothing before it: logprob null. */
+                struct gguf_str piece = tokenizer_token_piece(m->tok, j->prompts.ids[i][0], 0);
+                struct inference_token first = {.token = j->prompts.ids[i][0],
+                                                .token_text = piece.ptr,
+                                                .token_text_len = piece.len};
+                oai_logprobs_add(&j->echo_lp[i], &first, 0);
+            }
+        }
     }
 
     static const struct inference_callbacks cb = {
         .on_started = on_started,
+        .on_prompt_token = on_prompt_token,
         .on_token = on_token,
         .on_choice_done = on_choice_done,
         .on_idle = on_idle,

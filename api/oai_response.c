@@ -38,7 +38,7 @@ void oai_buf_free(struct oai_buf *b)
     memset(b, 0, sizeof *b);
 }
 
-void oai_logprobs_add(struct oai_logprobs *lp, const struct inference_token *t, size_t text_offset)
+static struct oai_logprob_entry *logprobs_push(struct oai_logprobs *lp)
 {
     if (lp->n == lp->cap) {
         size_t cap = lp->cap ? lp->cap * 2 : 16;
@@ -50,6 +50,12 @@ void oai_logprobs_add(struct oai_logprobs *lp, const struct inference_token *t, 
     }
     struct oai_logprob_entry *en = &lp->items[lp->n++];
     memset(en, 0, sizeof *en);
+    return en;
+}
+
+void oai_logprobs_add(struct oai_logprobs *lp, const struct inference_token *t, size_t text_offset)
+{
+    struct oai_logprob_entry *en = logprobs_push(lp);
     en->token = t->token;
     en->text = malloc(t->token_text_len + 1);
     if (!en->text)
@@ -58,9 +64,25 @@ void oai_logprobs_add(struct oai_logprobs *lp, const struct inference_token *t, 
     en->text[t->token_text_len] = '\0';
     en->text_len = t->token_text_len;
     en->text_offset = text_offset;
-    en->logprob = t->sample.logprob;
-    en->n_top = t->sample.n_top;
-    memcpy(en->top, t->sample.top, sizeof en->top);
+    en->scored = t->has_logprobs;
+    if (en->scored) {
+        en->logprob = t->sample.logprob;
+        en->n_top = t->sample.n_top;
+        memcpy(en->top, t->sample.top, sizeof en->top);
+    }
+}
+
+void oai_logprobs_append(struct oai_logprobs *dst, const struct oai_logprobs *src, size_t shift)
+{
+    for (size_t i = 0; i < src->n; i++) {
+        struct oai_logprob_entry *en = logprobs_push(dst);
+        *en = src->items[i];
+        en->text_offset += shift;
+        en->text = malloc(en->text_len + 1);
+        if (!en->text)
+            abort();
+        memcpy(en->text, src->items[i].text, en->text_len + 1);
+    }
 }
 
 void oai_logprobs_free(struct oai_logprobs *lp)
@@ -186,8 +208,7 @@ cJSON *oai_chat_logprobs(const struct oai_logprobs *lp, const struct tokenizer *
     return o;
 }
 
-static cJSON *text_logprobs(const struct oai_logprobs *lp, size_t offset_base,
-                            const struct tokenizer *tok)
+static cJSON *text_logprobs(const struct oai_logprobs *lp, const struct tokenizer *tok)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON *tokens = cJSON_AddArrayToObject(o, "tokens");
@@ -199,6 +220,13 @@ static cJSON *text_logprobs(const struct oai_logprobs *lp, size_t offset_base,
         char *clean = oai_utf8_sanitize(en->text, en->text_len);
         cJSON_AddItemToArray(tokens, cJSON_CreateString(clean));
         free(clean);
+        if (!en->scored) {
+            /* OpenAI's shape for a prompt's first token: nothing before it. */
+            cJSON_AddItemToArray(lps, cJSON_CreateNull());
+            cJSON_AddItemToArray(tops, cJSON_CreateNull());
+            cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)en->text_offset));
+            continue;
+        }
         cJSON_AddItemToArray(lps, cJSON_CreateNumber(en->logprob));
         cJSON *top = cJSON_CreateObject();
         for (int k = 0; k < en->n_top; k++) {
@@ -209,7 +237,7 @@ static cJSON *text_logprobs(const struct oai_logprobs *lp, size_t offset_base,
             free(c);
         }
         cJSON_AddItemToArray(tops, top);
-        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(offset_base + en->text_offset)));
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)en->text_offset));
     }
     return o;
 }
@@ -232,13 +260,13 @@ cJSON *oai_chat_choice(int index, const char *text, size_t len, const struct oai
 }
 
 cJSON *oai_text_choice(int index, const char *text, size_t len, const struct oai_logprobs *lp,
-                       size_t offset_base, enum sched_finish finish, const struct tokenizer *tok)
+                       enum sched_finish finish, const struct tokenizer *tok)
 {
     cJSON *c = cJSON_CreateObject();
     add_text(c, "text", text ? text : "", len);
     cJSON_AddNumberToObject(c, "index", index);
     if (lp)
-        cJSON_AddItemToObject(c, "logprobs", text_logprobs(lp, offset_base, tok));
+        cJSON_AddItemToObject(c, "logprobs", text_logprobs(lp, tok));
     else
         cJSON_AddNullToObject(c, "logprobs");
     add_finish(c, finish);
@@ -336,7 +364,7 @@ void oai_sse_text(struct http_request *r, const struct oai_response_meta *m, boo
     } else {
         add_text(c, "text", text ? text : "", len);
         if (lp)
-            cJSON_AddItemToObject(c, "logprobs", text_logprobs(lp, 0, m->tok));
+            cJSON_AddItemToObject(c, "logprobs", text_logprobs(lp, m->tok));
         else
             cJSON_AddNullToObject(c, "logprobs");
     }

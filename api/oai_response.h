@@ -41,6 +41,7 @@ struct oai_logprob_entry {
     char *text;                   /* the token's bytes */
     size_t text_len;
     size_t text_offset;           /* in the choice's text (completions format) */
+    bool scored;                  /* false: a prompt's first token (logprob null) */
     float logprob;
     int n_top;
     struct sampler_token_logprob top[SAMPLER_MAX_TOP_LOGPROBS];
@@ -50,7 +51,10 @@ struct oai_logprobs {
     struct oai_logprob_entry *items;
     size_t n, cap;
 };
+/* Scored when t->has_logprobs. */
 void oai_logprobs_add(struct oai_logprobs *lp, const struct inference_token *t, size_t text_offset);
+/* Copies of src's entries at the end of dst, their text offsets moved by shift. */
+void oai_logprobs_append(struct oai_logprobs *dst, const struct oai_logprobs *src, size_t shift);
 void oai_logprobs_free(struct oai_logprobs *lp);
 
 struct oai_response_meta {
@@ -73,7 +77,7 @@ void oai_system_fingerprint(char *out, size_t size);
 cJSON *oai_chat_choice(int index, const char *text, size_t len, const struct oai_logprobs *lp,
                        enum sched_finish finish, const struct tokenizer *tok);
 cJSON *oai_text_choice(int index, const char *text, size_t len, const struct oai_logprobs *lp,
-                       size_t offset_base, enum sched_finish finish, const struct tokenizer *tok);
+                       enum sched_finish finish, const struct tokenizer *tok);
 cJSON *oai_chat_logprobs(const struct oai_logprobs *lp, const struct tokenizer *tok);
 cJSON *oai_usage(const struct inference_usage *u);
 cJSON *oai_completion_object(const struct oai_response_meta *m, bool chat, cJSON *choices,

@@ -182,15 +182,25 @@ bool prompt_build(struct served_model *m, const struct oai_request *req, struct 
     return true;
 }
 
-char *prompt_echo_text(const struct served_model *m, const struct prompt_set *ps, int i)
+char *prompt_echo_text(const struct served_model *m, const struct prompt_set *ps, int i,
+                       size_t **offsets)
 {
-    char *text = NULL;
-    size_t len = 0;
-    struct err e;
-    if (!tokenizer_decode(m->tok, ps->ids[i], ps->n[i], 0, &text, &len, &e)) {
-        text = strdup("");
-        if (!text)
-            abort();
+    /* tokenizer_decode() is this same stream, pushed and flushed. */
+    size_t n = ps->n[i], step = tokenizer_stream_out_max(m->tok), len = 0;
+    char *text = malloc(n * step + step + 1);
+    size_t *off = offsets ? malloc((n ? n : 1) * sizeof *off) : NULL;
+    if (!text || (offsets && !off))
+        abort();
+    struct tokenizer_stream st;
+    tokenizer_stream_init(&st, 0);
+    for (size_t k = 0; k < n; k++) {
+        if (off)
+            off[k] = len;
+        len += tokenizer_stream_push(m->tok, &st, ps->ids[i][k], text + len);
     }
+    len += tokenizer_stream_flush(&st, text + len);
+    text[len] = '\0';
+    if (offsets)
+        *offsets = off;
     return text;
 }

@@ -35,8 +35,11 @@ struct prompt_set {
 
 bool prompt_build(struct served_model *m, const struct oai_request *req, struct prompt_set *ps,
                   struct inference_params *p, struct err *e);
-/* The text of prompt i, detokenized (completions `echo`); malloc'ed. */
-char *prompt_echo_text(const struct served_model *m, const struct prompt_set *ps, int i);
+/* The text of prompt i, detokenized (completions `echo`); malloc'ed. When
+ * offsets is not NULL, *offsets (malloc'ed, one per prompt token) receives
+ * where each token's text starts in it (logprobs' text_offset). */
+char *prompt_echo_text(const struct served_model *m, const struct prompt_set *ps, int i,
+                       size_t **offsets);
 void prompt_set_free(struct prompt_set *ps);
 
 #endif

@@ -936,6 +936,37 @@ static float clamp_logprob(double v)
     return v < -9999.0 ? -9999.0f : (float)v;
 }
 
+bool sampler_score(struct sampler *s, float *logits, int32_t token, struct sampler_result *out,
+                   struct err *e)
+{
+    int32_t n = s->n_vocab;
+    memset(out, 0, offsetof(struct sampler_result, top));
+    if (token < 0 || token >= n)
+        return err_set(e, ERR_INVALID, "token %d is not in the vocabulary", token);
+    bool special;
+    float max = s->kern.max(logits, n, &special);
+    if (special) {
+        sanitize(logits, n);
+        max = s->kern.max(logits, n, &special);
+    }
+    if (max == -INFINITY)
+        return err_set(e, ERR_UNPROCESSABLE, "every token has probability zero");
+    double lse = (double)max + log(s->kern.exp(logits, n, max, 1.0f, NULL));
+    out->token = token;
+    out->logprob = clamp_logprob((double)logits[token] - lse);
+    s->n_sorted = 0;
+    int32_t k = s->p.top_logprobs < n ? s->p.top_logprobs : n;
+    if (k > 0 && !order_ensure(s, logits, k, e))
+        return false;
+    for (int32_t j = 0; j < k; j++) {
+        int32_t t = s->order[j];
+        out->top[j] = (struct sampler_token_logprob){
+            .token = t, .logprob = clamp_logprob((double)logits[t] - lse)};
+    }
+    out->n_top = k;
+    return true;
+}
+
 bool sampler_sample(struct sampler *s, float *logits, sampler_allowed_fn allowed,
                     void *allowed_ctx, struct sampler_result *out, struct err *e)
 {

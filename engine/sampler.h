@@ -157,6 +157,14 @@ bool sampler_accept(struct sampler *s, int32_t token, bool is_prompt, struct err
  * sampler_accept() for the token the sequence keeps. Fails with
  * ERR_UNPROCESSABLE when no token can be chosen (all logits -inf, or nothing
  * allowed), ERR_NOMEM. */
+/* Score `token` as what `logits` predict, without choosing: its
+ * log-probability under the model's own distribution (no penalties, bias or
+ * temperature: a prompt is scored, not sampled) and the params.top_logprobs
+ * most likely alternatives, into *out. `logits` is scratch (modified).
+ * ERR_INVALID for a token outside the vocabulary. */
+bool sampler_score(struct sampler *s, float *logits, int32_t token, struct sampler_result *out,
+                   struct err *e);
+
 bool sampler_sample(struct sampler *s, float *logits, sampler_allowed_fn allowed,
                     void *allowed_ctx, struct sampler_result *out, struct err *e);
 

@@ -88,6 +88,7 @@ struct req {
     struct err err;
     enum sched_finish finish;      /* request-level reason when ended early */
     int64_t prompt_evaluated;      /* prompt tokens evaluated once (billing) */
+    size_t prompt_scored;          /* prompt_logprobs: tokens [1, prompt_scored) reported */
     int64_t submit_ms, first_pass_ms, first_token_ms;
     float *pool;                   /* embeddings: sum (mean) or last hidden */
     size_t pool_count;
@@ -420,6 +421,29 @@ static void seq_sample(struct sched *s, struct seq *q, float *logits)
         seq_finish(s, q, SCHED_FINISH_LENGTH);
 }
 
+/* Report prompt token `pos`, scored by the logits of the position before. */
+static void seq_score_prompt(struct sched *s, struct seq *q, size_t pos, const float *logits)
+{
+    struct req *r = q->req;
+    if (pos != r->prompt_scored)
+        return;
+    memcpy(s->scratch_logits, logits, (size_t)s->n_vocab * sizeof(float));
+    struct sampler_result res;
+    struct err e = {0};
+    int32_t tok = q->tokens[pos];
+    if (!sampler_score(q->sampler, s->scratch_logits, tok, &res, &e)) {
+        r->err = e;
+        seq_finish(s, q, SCHED_FINISH_ERROR);
+        return;
+    }
+    r->prompt_scored++;
+    struct gguf_str piece = tokenizer_token_piece(s->tok, tok, 0);
+    struct sched_event ev = {.kind = SCHED_EV_PROMPT_TOKEN, .choice = 0, .token = tok,
+                             .text = "", .sample = &res, .token_text = piece.ptr,
+                             .token_text_len = piece.len};
+    emit(r, &ev);
+}
+
 /* ---- admission into the running set ------------------------------------------------ */
 
 static size_t seq_kv_need(const struct seq *q)
@@ -600,10 +624,15 @@ static void add_tokens(struct sched *s, struct seq *q, int *n)
         s->b_seq[k] = q->kv;
         s->b_pos[k] = (uint32_t)pos;
         s->b_owner[k] = q;
-        /* Logits only where the next token is sampled: the last pending
-         * token. Embeddings want every position's hidden state instead. */
-        s->b_out[k] = q->req->p.embedding ? FORWARD_OUT_HIDDEN
-                      : pos == q->n_tokens - 1 ? FORWARD_OUT_LOGITS : 0;
+        /* Logits only where the next token is sampled (the last pending
+         * token) or where a prompt token not yet reported is scored (once:
+         * not again when a preempted sequence is recomputed). Embeddings
+         * want every position's hidden state instead. */
+        const struct req *r = q->req;
+        bool score = r->p.prompt_logprobs && q->choice == 0 && pos + 1 < r->p.n_prompt &&
+                     pos + 1 >= r->prompt_scored;
+        s->b_out[k] = r->p.embedding ? FORWARD_OUT_HIDDEN
+                      : pos == q->n_tokens - 1 || score ? FORWARD_OUT_LOGITS : 0;
     }
 }
 
@@ -810,6 +839,10 @@ static bool step(struct sched *s)
         if (!(s->b_out[k] & FORWARD_OUT_LOGITS) || q->done)
             continue;
         const float *row_logits = forward_logits(s->fwd, (uint32_t)k);
+        if ((size_t)s->b_pos[k] + 1 < q->n_tokens) {
+            seq_score_prompt(s, q, (size_t)s->b_pos[k] + 1, row_logits);
+            continue;
+        }
         bool forks = q->choice == 0 && r->n_seqs > 1 && r->seqs[1].forked;
         if (forks) {
             fork_choices(s, r);
@@ -1095,6 +1128,7 @@ static bool req_prepare(struct sched *s, const struct sched_request *p, struct r
         return err_set(e, ERR_NOMEM, "out of memory");
     r->p = *p;
     r->p.n_choices = choices;
+    r->prompt_scored = 1; /* the first token has nothing before it */
     r->prompt_copy = malloc(p->n_prompt * sizeof(int32_t));
     r->seqs = calloc((size_t)choices, sizeof *r->seqs);
     if (!r->prompt_copy || !r->seqs)

@@ -13,8 +13,9 @@
  *   - sched_submit() (any thread) queues requests and returns their ids, or
  *     ERR_OVERLOADED when the queue (max_queue requests) cannot take them.
  *   - Events for a request are delivered by calling its on_event() on the
- *     scheduler thread, in order: token events per choice, one "choice done"
- *     per choice, then exactly one final event (`request_done`) carrying the
+ *     scheduler thread, in order: with prompt_logprobs, one "prompt token"
+ *     per prompt token after the first, then token events per choice, one
+ *     "choice done" per choice, then exactly one final event (`request_done`) carrying the
  *     usage: every token the engine processed for the request, also when it
  *     was cancelled, timed out or failed. The final event is always
  *     delivered, even at sched_stop(). Event data is valid only during the
@@ -86,6 +87,7 @@ enum sched_finish {
 enum sched_pooling { SCHED_POOL_MEAN, SCHED_POOL_LAST };
 
 enum sched_event_kind {
+    SCHED_EV_PROMPT_TOKEN,    /* prompt_logprobs: a prompt token, scored (once, in order) */
     SCHED_EV_TOKEN,           /* a generated token (and maybe text) for a choice */
     SCHED_EV_CHOICE_DONE,     /* a choice finished; `finish` says why; flushed text */
     SCHED_EV_REQUEST_DONE,    /* last event: usage, timings, embedding */
@@ -101,9 +103,11 @@ struct sched_event {
     const char *text;
     size_t text_len;
 
-    /* TOKEN: the sampled token and, when asked, its log-probabilities. */
+    /* TOKEN: the sampled token and, when asked, its log-probabilities.
+     * PROMPT_TOKEN: the prompt's next token and its log-probabilities given
+     * the tokens before it (sampler_score: the model's own distribution). */
     int32_t token;
-    const struct sampler_result *sample;   /* NULL unless logprobs asked */
+    const struct sampler_result *sample;   /* NULL unless logprobs asked (always for PROMPT_TOKEN) */
     const char *token_text;                /* raw bytes of the token */
     size_t token_text_len;
 
@@ -132,6 +136,7 @@ struct sched_request {
     const char *stop[SCHED_MAX_STOP];
     int n_stop;
     bool json_mode;                       /* constrain output to one JSON object */
+    bool prompt_logprobs;                 /* score the prompt: SCHED_EV_PROMPT_TOKEN events */
     bool embedding;                       /* embeddings: no generation */
     enum sched_pooling pooling;
     uint64_t tenant;                      /* fairness key (customer) */

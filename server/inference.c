@@ -218,6 +218,16 @@ static void on_event_loop(void *arg)
     struct inf_sub *sub = ev->sub;
     struct inference *inf = sub->inf;
     switch (ev->kind) {
+    case SCHED_EV_PROMPT_TOKEN:
+        if (inf->req && !inf->client_gone && inf->cb.on_prompt_token) {
+            struct inference_token t = {
+                .text = "", .token = ev->token, .token_text = ev->token_text,
+                .token_text_len = ev->token_text_len, .has_logprobs = ev->has_sample,
+                .sample = ev->sample,
+            };
+            inf->cb.on_prompt_token(inf->ctx, inf->req, sub->index, &t);
+        }
+        break;
     case SCHED_EV_TOKEN:
         stop_idle(inf);
         if (ev->choice >= 0 && ev->choice < SCHED_MAX_CHOICES)

@@ -70,6 +70,10 @@ struct inference_response {
 struct inference_callbacks {
     /* The scheduler accepted the work: a streaming handler starts its stream. */
     void (*on_started)(void *ctx, struct http_request *r);
+    /* req.prompt_logprobs: each prompt token after the first, scored, in
+     * order, before any on_token of that prompt (text empty). */
+    void (*on_prompt_token)(void *ctx, struct http_request *r, int prompt,
+                            const struct inference_token *t);
     void (*on_token)(void *ctx, struct http_request *r, int prompt, int choice,
                      const struct inference_token *t);
     void (*on_choice_done)(void *ctx, struct http_request *r, int prompt, int choice,

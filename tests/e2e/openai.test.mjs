@@ -91,6 +91,56 @@ describe('OpenAI API with the official SDK', () => {
     assert.ok(lp.top_logprobs.every((o) => Object.keys(o).length >= 1));
   });
 
+  test('completions: echo with logprobs scores the prompt, as OpenAI does', async () => {
+    // Token-id prompt, so that generated tokens can be appended exactly.
+    const prompt = [65, 66, 67, 68, 69];
+    const r = await client.completions.create({ model: MODEL, prompt, max_tokens: 4, temperature: 0, echo: true, logprobs: 2 });
+    const c = r.choices[0], lp = c.logprobs;
+    const n = prompt.length + r.usage.completion_tokens;
+    for (const k of ['tokens', 'token_logprobs', 'top_logprobs', 'text_offset']) assert.equal(lp[k].length, n, k);
+    // The first token has nothing before it.
+    assert.equal(lp.token_logprobs[0], null);
+    assert.equal(lp.top_logprobs[0], null);
+    assert.ok(lp.token_logprobs.slice(1).every((v) => typeof v === 'number' && v <= 0));
+    assert.ok(lp.top_logprobs.slice(1).every((o) => Object.keys(o).length >= 1 && Object.keys(o).length <= 2));
+    // Offsets point into the echoed text: the prompt's tokens first, then the
+    // generated ones from where the prompt's text ends.
+    assert.equal(lp.text_offset[0], 0);
+    for (let i = 1; i < n; i++) assert.ok(lp.text_offset[i] >= lp.text_offset[i - 1]);
+    const echo = (await (await fetch(`${d.url}/v1/detokenize`, {
+      method: 'POST', headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model: MODEL, tokens: prompt }),
+    })).json()).text;
+    assert.ok(c.text.startsWith(echo));
+    if (r.usage.completion_tokens > 0) assert.equal(lp.text_offset[prompt.length], echo.length);
+
+    // Scoring is the model's own distribution: the alternatives listed for
+    // prompt token 3 are those a generation from tokens 0..2 sees.
+    const gen = await client.completions.create({ model: MODEL, prompt: prompt.slice(0, 3), max_tokens: 1, temperature: 0, logprobs: 2 });
+    const seen = gen.choices[0].logprobs.top_logprobs[0];
+    assert.ok(Object.keys(seen).length >= 1);
+    for (const [tok, v] of Object.entries(seen)) assert.ok(Math.abs(lp.top_logprobs[3][tok] - v) < 1e-4, `${tok}: ${lp.top_logprobs[3][tok]} vs ${v}`);
+
+    // Streamed: the first chunk of each choice is the prompt with its scores.
+    const s = await client.completions.create({ model: MODEL, prompt, max_tokens: 3, temperature: 0, echo: true, logprobs: 1, n: 2, stream: true });
+    const first = new Map();
+    let text = '';
+    for await (const ch of s) {
+      for (const x of ch.choices) {
+        if (!first.has(x.index)) first.set(x.index, x);
+        if (x.index === 0) text += x.text;
+      }
+    }
+    assert.deepEqual([...first.keys()].sort(), [0, 1]);
+    for (const x of first.values()) {
+      assert.equal(x.text, echo);
+      assert.equal(x.logprobs.tokens.length, prompt.length);
+      assert.equal(x.logprobs.token_logprobs[0], null);
+      assert.deepEqual(x.logprobs.token_logprobs, lp.token_logprobs.slice(0, prompt.length));
+    }
+    assert.ok(text.startsWith(echo));
+  });
+
   test('chat logprobs', async () => {
     const r = await client.chat.completions.create({
       model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, temperature: 0, logprobs: true, top_logprobs: 3,

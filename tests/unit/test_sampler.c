@@ -768,6 +768,46 @@ static bool isa_available(enum sampler_isa isa)
     return true;
 }
 
+/* Scoring a given token (a prompt's) ignores penalties, bias and
+ * temperature, and leaves the sampler's state alone. */
+static void test_score(void **state)
+{
+    (void)state;
+    struct sampler_bias bias[] = {{0, 50.0f}};
+    struct sampler_params p;
+    sampler_params_default(&p);
+    p.temperature = 0.3f;
+    p.presence_penalty = 2;
+    p.logit_bias = bias;
+    p.n_logit_bias = 1;
+    p.logprobs = true;
+    p.top_logprobs = 2;
+    struct sampler *s = make(&p, 7);
+    assert_true(sampler_accept(s, 1, true, NULL));
+    float l[7] = {1, 3, 3, -2, 0.5f, -1e30f, 2};
+    double z = 0;
+    for (int i = 0; i < 7; i++)
+        z += exp((double)l[i] - 3);
+    double lse = 3 + log(z);
+    float work[7];
+    struct sampler_result r;
+    struct err e = {0};
+    for (int32_t t = 0; t < 7; t++) {
+        memcpy(work, l, sizeof work);
+        assert_true(sampler_score(s, work, t, &r, &e));
+        assert_int_equal(r.token, t);
+        double want = t == 5 ? -9999.0 : l[t] - lse;
+        assert_true(fabs(r.logprob - want) < 1e-5);
+        assert_int_equal(r.n_top, 2);
+        assert_int_equal(r.top[0].token, 1); /* the raw best, penalty and bias not applied */
+        assert_int_equal(r.top[1].token, 2);
+    }
+    memcpy(work, l, sizeof work);
+    assert_false(sampler_score(s, work, 7, &r, &e));
+    assert_int_equal(e.code, ERR_INVALID);
+    sampler_free(s);
+}
+
 /* Same seed, same logits: same tokens, whichever kernels run, and the same
  * tokens as recorded here (which is what every platform must produce). */
 static void test_determinism_golden(void **state)
@@ -827,6 +867,7 @@ int main(void)
         cmocka_unit_test(test_allowed_distribution),
         cmocka_unit_test(test_allowed_is_lazy),
         cmocka_unit_test(test_allowed_far_down),
+        cmocka_unit_test(test_score),
         cmocka_unit_test(test_determinism_golden),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

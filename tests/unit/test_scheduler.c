@@ -88,6 +88,10 @@ struct result {
     size_t text_len[SCHED_MAX_CHOICES];
     enum sched_finish finish[SCHED_MAX_CHOICES];
     int64_t first_token_clock;  /* *clock when our first token came */
+    int32_t scored[MAX_TOK];    /* prompt_logprobs: prompt tokens reported, in order */
+    float scored_lp[MAX_TOK];
+    int n_scored;
+    bool scored_late;
     bool done;
     enum sched_finish req_finish;
     struct err err;
@@ -105,6 +109,13 @@ static void on_event(void *user, const struct sched_event *ev)
     struct result *r = user;
     pthread_mutex_lock(&g_lock);
     switch (ev->kind) {
+    case SCHED_EV_PROMPT_TOKEN:
+        r->scored_late |= r->n_tokens[0] > 0; /* must come before generated tokens */
+        if (r->n_scored < MAX_TOK) {
+            r->scored[r->n_scored] = ev->token;
+            r->scored_lp[r->n_scored++] = ev->sample->logprob;
+        }
+        break;
     case SCHED_EV_TOKEN:
         if (r->n_tokens[ev->choice] == 0 && ev->choice == 0 && r->first_token_clock < 0)
             r->first_token_clock = g_clock;
@@ -331,6 +342,7 @@ static void test_paced_batching_same_tokens(void **state)
     env_close(&v);
 }
 
+/* Also: prompt scoring (prompt_logprobs) under preemption. */
 static void test_memory_pressure_recomputes_exactly(void **state)
 {
     (void)state;
@@ -345,6 +357,7 @@ static void test_memory_pressure_recomputes_exactly(void **state)
             prompts[i][k] = 40 + (i * 11 + k * 5) % 80;
         ref[i] = result_new();
         struct sched_request q = greedy(prompts[i], 24, 48, ref[i]);
+        q.prompt_logprobs = i % 2 == 0;
         submit(big, &q);
     }
     for (int i = 0; i < 8; i++)
@@ -359,6 +372,7 @@ static void test_memory_pressure_recomputes_exactly(void **state)
     for (int i = 0; i < 8; i++) {
         tight[i] = result_new();
         struct sched_request q = greedy(prompts[i], 24, 48, tight[i]);
+        q.prompt_logprobs = i % 2 == 0;
         submit(small, &q);
     }
     for (int i = 0; i < 8; i++) {
@@ -367,8 +381,16 @@ static void test_memory_pressure_recomputes_exactly(void **state)
         assert_int_equal(tight[i]->n_tokens[0], ref[i]->n_tokens[0]);
         assert_memory_equal(tight[i]->tokens[0], ref[i]->tokens[0],
                             sizeof(int32_t) * (size_t)ref[i]->n_tokens[0]);
-        /* Recomputation is not billed: the prompt counts once. */
+        /* Recomputation is not billed: the prompt counts once. Nor is a
+         * scored prompt token reported twice, and its score is the same. */
         assert_int_equal(tight[i]->prompt_tokens, 24);
+        assert_int_equal(tight[i]->n_scored, i % 2 == 0 ? 23 : 0);
+        assert_int_equal(ref[i]->n_scored, tight[i]->n_scored);
+        assert_false(tight[i]->scored_late || ref[i]->scored_late);
+        for (int k = 0; k < tight[i]->n_scored; k++) {
+            assert_int_equal(tight[i]->scored[k], prompts[i][k + 1]);
+            assert_true(tight[i]->scored_lp[k] <= 0 && tight[i]->scored_lp[k] == ref[i]->scored_lp[k]);
+        }
     }
     sched_stop(small);
     for (int i = 0; i < 8; i++) {
