@@ -33,11 +33,12 @@ static bool add_ids(struct prompt_set *ps, int32_t *ids, size_t n, struct err *e
 }
 
 static bool encode(const struct served_model *m, const char *text, size_t len, unsigned flags,
-                   struct prompt_set *ps, struct err *e)
+                   const struct tokenizer_span *literal, size_t n_literal, struct prompt_set *ps,
+                   struct err *e)
 {
     int32_t *ids = NULL;
     size_t n = 0;
-    if (!tokenizer_encode(m->tok, text, len, flags, &ids, &n, e))
+    if (!tokenizer_encode_literal(m->tok, text, len, flags, literal, n_literal, &ids, &n, e))
         return false;
     return add_ids(ps, ids, n, e);
 }
@@ -55,18 +56,27 @@ static bool build_chat(const struct served_model *m, const struct oai_request *r
         msgs[i].content = req->messages[i].content;
         msgs[i].len = strlen(req->messages[i].content);
     }
-    size_t len = 0;
+    size_t len = 0, n_spans = 0;
     bool has_bos = false;
-    char *text = chat_template_render(m->tmpl, msgs, req->n_messages, &len, &has_bos, e);
+    struct chat_span *spans = NULL;
+    char *text = chat_template_render(m->tmpl, msgs, req->n_messages, &len, &has_bos, &spans,
+                                      &n_spans, e);
     free(msgs);
     if (!text)
         return false;
     /* The template's own special tokens (<|im_start|>, [INST]) are meant as
-     * special tokens; BOS is added unless the template wrote it. User text
-     * that spells a special token is parsed as one too, as llama.cpp's
-     * server does: the chat format is the model's contract. */
+     * special tokens; BOS is added unless the template wrote it. Message
+     * text that spells a control token stays text, as with OpenAI: a user
+     * must not be able to close their turn and open another role's. */
+    struct tokenizer_span *literal = malloc((n_spans ? n_spans : 1) * sizeof *literal);
+    if (!literal)
+        abort();
+    for (size_t i = 0; i < n_spans; i++)
+        literal[i] = (struct tokenizer_span){spans[i].start, spans[i].len};
     unsigned flags = TOKENIZER_PARSE_SPECIAL | (has_bos ? 0 : TOKENIZER_ADD_SPECIAL);
-    bool ok = encode(m, text, len, flags, ps, e);
+    bool ok = encode(m, text, len, flags, literal, n_spans, ps, e);
+    free(literal);
+    free(spans);
     free(text);
     return ok;
 }
@@ -81,7 +91,7 @@ static bool build_completion(const struct served_model *m, const struct oai_requ
         if (in->text) {
             /* Plain text: special-token texts are just text (no injection of
              * control tokens through a completion prompt). */
-            if (!encode(m, in->text, strlen(in->text), TOKENIZER_ADD_SPECIAL, ps, e))
+            if (!encode(m, in->text, strlen(in->text), TOKENIZER_ADD_SPECIAL, NULL, 0, ps, e))
                 return false;
             if (ps->n[ps->count - 1] == 0)
                 return err_set_param(e, ERR_INVALID, param, "Invalid '%s': the prompt is empty.",

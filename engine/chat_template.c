@@ -180,7 +180,30 @@ struct out {
     char *p;
     size_t len, cap;
     bool oom;
+    struct chat_span *spans;      /* where message text went */
+    size_t n_spans, cap_spans;
 };
+
+static void span_add(struct out *o, size_t start, size_t len)
+{
+    if (o->oom || len == 0)
+        return;
+    if (o->n_spans > 0 && o->spans[o->n_spans - 1].start + o->spans[o->n_spans - 1].len == start) {
+        o->spans[o->n_spans - 1].len += len;
+        return;
+    }
+    if (o->n_spans == o->cap_spans) {
+        size_t cap = o->cap_spans ? o->cap_spans * 2 : 8;
+        struct chat_span *p = realloc(o->spans, cap * sizeof *p);
+        if (!p) {
+            o->oom = true;
+            return;
+        }
+        o->spans = p;
+        o->cap_spans = cap;
+    }
+    o->spans[o->n_spans++] = (struct chat_span){start, len};
+}
 
 static void put(struct out *o, const char *s, size_t n)
 {
@@ -209,18 +232,39 @@ static void puts_(struct out *o, const char *s)
         put(o, s, strlen(s));
 }
 
+/* A message's text: put, and remembered as such. */
 static void put_msg(struct out *o, const struct chat_message *m)
 {
+    span_add(o, o->len, m->len);
     put(o, m->content, m->len);
 }
 
-/* Append s[0..n) without leading and trailing whitespace. */
-static void put_stripped(struct out *o, const char *s, size_t n)
+/* A message's text without leading and trailing whitespace. */
+static void put_msg_stripped(struct out *o, const struct chat_message *m)
 {
-    size_t a = skip_space(s, 0, n), b = n;
-    while (b > a && is_space(s[b - 1]))
+    size_t a = skip_space(m->content, 0, m->len), b = m->len;
+    while (b > a && is_space(m->content[b - 1]))
         b--;
-    put(o, s + a, b - a);
+    span_add(o, o->len, b - a);
+    put(o, m->content + a, b - a);
+}
+
+/* Append another out's text without leading and trailing whitespace, with
+ * the message spans that survive. */
+static void put_out_stripped(struct out *o, const struct out *in)
+{
+    size_t a = skip_space(in->p, 0, in->len), b = in->len;
+    while (b > a && is_space(in->p[b - 1]))
+        b--;
+    size_t base = o->len;
+    for (size_t i = 0; i < in->n_spans; i++) {
+        size_t s0 = in->spans[i].start, s1 = s0 + in->spans[i].len;
+        s0 = s0 < a ? a : s0;
+        s1 = s1 > b ? b : s1;
+        if (s1 > s0)
+            span_add(o, base + s0 - a, s1 - s0);
+    }
+    put(o, in->p + a, b - a);
 }
 
 static const char *role_name(enum chat_role r)
@@ -255,7 +299,7 @@ static void render_llama2(const struct chat_template *t, const struct chat_messa
     for (size_t i = 0; i < n && !o->oom; i++) {
         if (m[i].role == CHAT_ROLE_ASSISTANT) {
             puts_(o, " ");
-            put_stripped(o, m[i].content, m[i].len);
+            put_msg_stripped(o, &m[i]);
             puts_(o, " ");
             puts_(o, t->eos);
             continue;
@@ -271,10 +315,11 @@ static void render_llama2(const struct chat_template *t, const struct chat_messa
         puts_(o, t->bos);
         puts_(o, "[INST] ");
         if (turn.p)
-            put_stripped(o, turn.p, turn.len);
+            put_out_stripped(o, &turn);
         puts_(o, " [/INST]");
         o->oom |= turn.oom;
         free(turn.p);
+        free(turn.spans);
     }
 }
 
@@ -309,7 +354,7 @@ static void render_gemma(const struct chat_template *t, const struct chat_messag
             put_msg(o, sys);
             puts_(o, "\n\n");
         }
-        put_stripped(o, m[i].content, m[i].len);
+        put_msg_stripped(o, &m[i]);
         puts_(o, "<end_of_turn>\n");
     }
     puts_(o, "<start_of_turn>model\n");
@@ -363,7 +408,7 @@ static void render_free_form(const struct chat_template *t, const struct chat_me
             puts_(o, "<|start_header_id|>");
             puts_(o, role_name(m[i].role));
             puts_(o, "<|end_header_id|>\n\n");
-            put_stripped(o, m[i].content, m[i].len);
+            put_msg_stripped(o, &m[i]);
             puts_(o, "<|eot_id|>");
         }
         puts_(o, "<|start_header_id|>assistant<|end_header_id|>\n\n");
@@ -398,8 +443,13 @@ static void render_free_form(const struct chat_template *t, const struct chat_me
 }
 
 char *chat_template_render(const struct chat_template *t, const struct chat_message *msgs,
-                           size_t n_msgs, size_t *len, bool *has_bos, struct err *e)
+                           size_t n_msgs, size_t *len, bool *has_bos, struct chat_span **spans,
+                           size_t *n_spans, struct err *e)
 {
+    if (spans) {
+        *spans = NULL;
+        *n_spans = 0;
+    }
     if (n_msgs == 0) {
         err_set_param(e, ERR_INVALID, "messages", "messages must contain at least one message");
         return NULL;
@@ -426,6 +476,7 @@ char *chat_template_render(const struct chat_template *t, const struct chat_mess
     if (alternating) {
         if (!render_alternating(t, msgs, n_msgs, &o, e)) {
             free(o.p);
+            free(o.spans);
             return NULL;
         }
     } else {
@@ -433,6 +484,7 @@ char *chat_template_render(const struct chat_template *t, const struct chat_mess
     }
     if (o.oom) {
         free(o.p);
+        free(o.spans);
         err_set(e, ERR_NOMEM, "chat template: out of memory");
         return NULL;
     }
@@ -440,5 +492,11 @@ char *chat_template_render(const struct chat_template *t, const struct chat_mess
         *len = o.len;
     if (has_bos)
         *has_bos = bos_first;
+    if (spans) {
+        *spans = o.spans;
+        *n_spans = o.n_spans;
+    } else {
+        free(o.spans);
+    }
     return o.p;
 }

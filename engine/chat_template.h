@@ -49,8 +49,9 @@
  *
  *   BOS. `bos` and `eos` are the token texts of the model (NULL when it has
  *   none). *has_bos tells the caller the text already starts with BOS, so
- *   the tokenizer must not add another (special tokens in the rendered text
- *   are meant to be parsed as special tokens).
+ *   the tokenizer must not add another (special tokens in the template's
+ *   parts of the rendered text are meant to be parsed as special tokens;
+ *   the messages' parts, given as spans, are not).
  *
  *   Llama 3.1's knowledge-cutoff/date header and Mistral v0.3+/v7 spacing
  *   are not reproduced: those templates render as llama3 and mistral.
@@ -107,10 +108,20 @@ enum chat_family chat_template_family(const struct chat_template *t);
 /* "chatml", "llama2", "llama3", "mistral", "zephyr", "gemma", "phi3", "plain". */
 const char *chat_family_name(enum chat_family f);
 
+/* Where messages' text sits in a rendered prompt (bytes). */
+struct chat_span {
+    size_t start, len;
+};
+
 /* The prompt for `msgs` followed by the assistant's generation prompt;
- * *len (may be NULL) gets its length. NULL with ERR_INVALID (param
- * "messages") or ERR_NOMEM. */
+ * *len (may be NULL) gets its length. When spans is not NULL, *spans
+ * (malloc'ed, the caller frees; NULL when there are none) and *n_spans get
+ * where the messages' text went, in order and disjoint: text a user wrote
+ * that spells a control token is theirs, not the template's, and the
+ * tokenizer must keep it text (tokenizer_encode_literal). NULL with
+ * ERR_INVALID (param "messages") or ERR_NOMEM. */
 char *chat_template_render(const struct chat_template *t, const struct chat_message *msgs,
-                           size_t n_msgs, size_t *len, bool *has_bos, struct err *e);
+                           size_t n_msgs, size_t *len, bool *has_bos, struct chat_span **spans,
+                           size_t *n_spans, struct err *e);
 
 #endif

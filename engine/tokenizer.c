@@ -1053,6 +1053,67 @@ static bool partition(const struct tokenizer *t, const char *text, size_t len, b
     return ok;
 }
 
+/* Append a fragment of a later segment: text joins text it touches (it is
+ * one run for the merges); the whitespace a special token strips (LSTRIP:
+ * before it, RSTRIP: after it) is stripped across the segment boundary too. */
+static bool frags_append(const struct tokenizer *t, const char *text, struct frags *f,
+                         struct frag x, bool first_of_segment)
+{
+    if (first_of_segment && f->n > 0) {
+        struct frag *last = &f->v[f->n - 1];
+        if (x.id >= 0 && last->id < 0 && (t->toks[x.id].attr & TOKENIZER_ATTR_LSTRIP)) {
+            while (last->len > 0 && isspace((unsigned char)text[last->start + last->len - 1]))
+                last->len--;
+            if (last->len == 0)
+                f->n--;
+        } else if (x.id < 0 && last->id >= 0 && (t->toks[last->id].attr & TOKENIZER_ATTR_RSTRIP)) {
+            while (x.len > 0 && isspace((unsigned char)text[x.start])) {
+                x.start++;
+                x.len--;
+            }
+            if (x.len == 0)
+                return true;
+        }
+    }
+    if (f->n > 0) {
+        struct frag *last = &f->v[f->n - 1];
+        if (x.id < 0 && last->id < 0 && last->start + last->len == x.start) {
+            last->len += x.len;
+            return true;
+        }
+    }
+    return frags_push(f, x.start, x.len, x.id);
+}
+
+/* partition() segment by segment: the literal ranges without parse_special. */
+static bool partition_literal(const struct tokenizer *t, const char *text, size_t len,
+                              bool parse_special, const struct tokenizer_span *lit, size_t n_lit,
+                              struct frags *f)
+{
+    size_t at = 0, k = 0;
+    struct frags seg = {0};
+    bool ok = true;
+    while (ok && at < len) {
+        while (k < n_lit && lit[k].start + lit[k].len <= at)
+            k++; /* behind us, or empty */
+        bool literal = k < n_lit && lit[k].start <= at;
+        size_t end = literal ? lit[k].start + lit[k].len : k < n_lit ? lit[k].start : len;
+        if (end > len)
+            end = len;
+        seg.n = 0;
+        if (!(ok = partition(t, text + at, end - at, parse_special && !literal, &seg)))
+            break;
+        for (size_t i = 0; ok && i < seg.n; i++) {
+            struct frag x = seg.v[i];
+            x.start += at;
+            ok = frags_append(t, text, f, x, i == 0);
+        }
+        at = end;
+    }
+    free(seg.v);
+    return ok;
+}
+
 /* ---- merging (shared by SPM and BPE) ---------------------------------------------------- */
 
 struct sym {
@@ -1370,6 +1431,13 @@ static bool bpe_fragment(struct session *s, struct bpe_scratch *x, const char *t
 bool tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, unsigned flags,
                       int32_t **ids, size_t *n_ids, struct err *e)
 {
+    return tokenizer_encode_literal(t, text, len, flags, NULL, 0, ids, n_ids, e);
+}
+
+bool tokenizer_encode_literal(const struct tokenizer *t, const char *text, size_t len,
+                              unsigned flags, const struct tokenizer_span *literal,
+                              size_t n_literal, int32_t **ids, size_t *n_ids, struct err *e)
+{
     *ids = NULL;
     *n_ids = 0;
     struct ids out = {0};
@@ -1383,7 +1451,10 @@ bool tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, u
     bool add = (flags & TOKENIZER_ADD_SPECIAL) != 0;
     if (add && t->add_bos && !ids_push(&out, t->bos))
         goto nomem;
-    if (len > 0 && !partition(t, text, len, (flags & TOKENIZER_PARSE_SPECIAL) != 0, &f))
+    bool parse_special = (flags & TOKENIZER_PARSE_SPECIAL) != 0;
+    if (len > 0 && !(parse_special && n_literal > 0
+                         ? partition_literal(t, text, len, parse_special, literal, n_literal, &f)
+                         : partition(t, text, len, parse_special, &f)))
         goto nomem;
     if (t->kind == TOKENIZER_BPE) {
         x.clean = malloc(3 * len + 1);

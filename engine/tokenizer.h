@@ -144,6 +144,21 @@ int32_t tokenizer_token_find(const struct tokenizer *t, const char *text, size_t
 bool tokenizer_encode(const struct tokenizer *t, const char *text, size_t len, unsigned flags,
                       int32_t **ids, size_t *n_ids, struct err *e);
 
+/* A byte range of the input. */
+struct tokenizer_span {
+    size_t start, len;
+};
+
+/* tokenizer_encode(), but inside the `literal` ranges (sorted, disjoint,
+ * within the text) control and unknown token texts stay text even with
+ * TOKENIZER_PARSE_SPECIAL: a chat prompt's template parts are parsed for
+ * special tokens, the messages in it are not. Text on both sides of a range
+ * boundary is tokenized as one run, so an input without control-token text
+ * in its literal ranges encodes exactly as tokenizer_encode() would. */
+bool tokenizer_encode_literal(const struct tokenizer *t, const char *text, size_t len,
+                              unsigned flags, const struct tokenizer_span *literal,
+                              size_t n_literal, int32_t **ids, size_t *n_ids, struct err *e);
+
 /* Streaming detokenization for one sequence: push ids one at a time, get
  * text that is always complete, valid UTF-8. A character split across
  * tokens is held until complete; bytes that can never form a character come

@@ -53,10 +53,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort(); /* only ENOMEM may fail, and the fuzzer does not run out */
     size_t len = 0;
     bool has_bos = false;
-    char *out = chat_template_render(t, msgs, n, &len, &has_bos, &e);
+    struct chat_span *spans = NULL;
+    size_t n_spans = 0;
+    char *out = chat_template_render(t, msgs, n, &len, &has_bos, &spans, &n_spans, &e);
     if (out) {
         if (out[len] != 0 || (has_bos && strncmp(out, "<s>", 3) != 0))
             abort();
+        /* Message spans: in order, disjoint, inside the text, and each one
+         * a piece of some message. */
+        for (size_t i = 0; i < n_spans; i++) {
+            if (spans[i].len == 0 || spans[i].start + spans[i].len > len ||
+                (i > 0 && spans[i].start < spans[i - 1].start + spans[i - 1].len))
+                abort();
+            bool found = false;
+            for (size_t k = 0; k < n && !found; k++)
+                found = msgs[k].len && memmem(msgs[k].content, msgs[k].len, out + spans[i].start,
+                                              spans[i].len) != NULL;
+            if (!found)
+                abort();
+        }
+        free(spans);
         enum chat_family f = chat_template_family(t);
         bool verbatim = f == CHAT_FAMILY_CHATML || f == CHAT_FAMILY_ZEPHYR ||
                         f == CHAT_FAMILY_PHI3 || f == CHAT_FAMILY_PLAIN ||

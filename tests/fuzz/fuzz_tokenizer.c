@@ -246,6 +246,40 @@ static void check(const struct fuzz_vocab *v, const uint8_t *text, size_t len, u
     free(ids);
 }
 
+/* Literal spans (chat messages): a span over the whole text is encoding
+ * without special tokens; a span in the middle still decodes to the text. */
+static void check_literal(const struct fuzz_vocab *v, const uint8_t *text, size_t len)
+{
+    const struct tokenizer *t = v->t;
+    const char *s = (const char *)text;
+    int32_t *a, *b;
+    size_t na, nb;
+    struct err e;
+    struct tokenizer_span all = {0, len}, mid = {len / 3, len / 3};
+    if (!tokenizer_encode(t, s, len, 0, &a, &na, &e) ||
+        !tokenizer_encode_literal(t, s, len, TOKENIZER_PARSE_SPECIAL, &all, 1, &b, &nb, &e))
+        abort();
+    if (na != nb || memcmp(a, b, na * sizeof *a) != 0)
+        abort();
+    free(a);
+    free(b);
+    if (!tokenizer_encode_literal(t, s, len, TOKENIZER_PARSE_SPECIAL, &mid, 1, &b, &nb, &e))
+        abort();
+    char *whole;
+    size_t whole_len;
+    if (!tokenizer_decode(t, b, nb, TOKENIZER_RENDER_SPECIAL, &whole, &whole_len, &e))
+        abort();
+    if (v->all_bytes) {
+        char *want = malloc(3 * len + 1);
+        size_t want_len = sanitize(text, len, want);
+        if (want_len != whole_len || memcmp(want, whole, whole_len) != 0)
+            abort();
+        free(want);
+    }
+    free(whole);
+    free(b);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (n_vocabs == 0)
@@ -257,5 +291,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check(v, data + 1, size - 1, TOKENIZER_PARSE_SPECIAL, true);
     /* BOS/EOS render as text of their own: no lossless check. */
     check(v, data + 1, size - 1, TOKENIZER_PARSE_SPECIAL | TOKENIZER_ADD_SPECIAL, false);
+    check_literal(v, data + 1, size - 1);
     return 0;
 }
