@@ -779,10 +779,7 @@ static bool step(struct sched *s)
     struct err e = {0};
     int64_t t0 = sched_now_ms();
     double ms;
-    bool ran = run_pass(s, &b, &ms, &e);
-    if (ran)
-        pacer_observe(&s->pacer, n, ms);
-    if (!ran) {
+    if (!run_pass(s, &b, &ms, &e)) {
         /* An engine failure fails the requests of this batch, not the daemon. */
         for (int k = 0; k < n; k++) {
             struct req *r = s->b_owner[k]->req;
@@ -793,6 +790,7 @@ static bool step(struct sched *s)
         end_finished(s);
         return true;
     }
+    pacer_observe(&s->pacer, n, ms);
 
     /* Account: cached tokens, billing, fairness, first pass. */
     for (int k = 0; k < n; k++) {
