@@ -216,7 +216,7 @@ static void kv_i32s(struct gbuf *b, const char *key, const int32_t *v, uint64_t 
 
 /* ---- tensors ----------------------------------------------------------------- */
 
-enum fill { FILL_MATRIX, FILL_EMBED, FILL_NORM, FILL_BIAS };
+enum fill { FILL_MATRIX, FILL_EMBED, FILL_NORM, FILL_BIAS, FILL_ROPE_FREQS };
 
 struct tensor {
     char name[64];
@@ -292,6 +292,9 @@ static bool plan_fill(const struct demo_model_spec *s, struct plan *p, struct er
     if (!s->tied)
         ok = ok && add_tensor(p, "output.weight", d, n_vocab, s->type, FILL_MATRIX);
     ok = ok && add_tensor(p, "output_norm.weight", d, 1, GGML_TYPE_F32, FILL_NORM);
+    if (s->rope_freqs)
+        ok = ok && add_tensor(p, "rope_freqs.weight", (s->n_rot ? s->n_rot : hd) / 2, 1,
+                              GGML_TYPE_F32, FILL_ROPE_FREQS);
     char name[64];
 #define T(suffix, a, b, type, fill) \
     (snprintf(name, sizeof name, "blk.%u.%s", l, suffix), add_tensor(p, name, a, b, type, fill))
@@ -319,7 +322,7 @@ static bool plan_fill(const struct demo_model_spec *s, struct plan *p, struct er
     struct gbuf *b = &p->head;
     /* llama files carry rope.dimension_count; qwen2 ones only when partial */
     bool write_rot = s->arch[0] != 'q' || (s->n_rot && s->n_rot != hd);
-    uint32_t n_kv = 12 + (s->with_vocab ? 10 : 0) + (write_rot ? 1 : 0);
+    uint32_t n_kv = 12 + (s->with_vocab ? 10 : 0) + (write_rot ? 1 : 0) + (s->rope_linear > 0 ? 2 : 0);
     put(b, "GGUF", 4);
     put_u32(b, 3);
     put_u64(b, p->n);
@@ -341,6 +344,10 @@ static bool plan_fill(const struct demo_model_spec *s, struct plan *p, struct er
     kv_u32(b, "general.quantization_version", 2);
     if (write_rot)
         kv_u32(b, AK("rope.dimension_count"), s->n_rot ? s->n_rot : (uint32_t)hd);
+    if (s->rope_linear > 0) {
+        kv_str(b, AK("rope.scaling.type"), "linear");
+        kv_f32(b, AK("rope.scaling.factor"), s->rope_linear);
+    }
 #undef AK
     if (s->with_vocab) {
         kv_str(b, "tokenizer.ggml.model", "gpt2");
@@ -421,7 +428,8 @@ static void gen_row(const struct tensor *t, uint64_t *rng, float *row)
     default: scale = 0.05f; break;
     }
     for (uint64_t i = 0; i < t->ne0; i++)
-        row[i] = uniform(rng) * scale + (t->fill == FILL_NORM ? 1.0f : 0.0f);
+        row[i] = t->fill == FILL_ROPE_FREQS ? 4.5f + 3.5f * uniform(rng)
+                                            : uniform(rng) * scale + (t->fill == FILL_NORM ? 1.0f : 0.0f);
 }
 
 static void put16(uint8_t *p, uint16_t v)

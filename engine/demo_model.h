@@ -43,6 +43,8 @@ struct demo_model_spec {
     bool qkv_bias;
     float rope_freq_base;    /* 0 = 10000 */
     uint32_t n_rot;          /* rope.dimension_count; 0 = the head size */
+    float rope_linear;       /* rope.scaling.type linear with this factor; 0 = none */
+    bool rope_freqs;         /* a rope_freqs.weight tensor (Llama 3.1), factors in [1, 8) */
     uint64_t seed;
     bool with_vocab;         /* the demo's BPE vocabulary and chat template, padded to
                               * n_vocab with plain tokens that encoding never makes

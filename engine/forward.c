@@ -104,15 +104,20 @@ static void rope(float *v, uint32_t n_heads, uint32_t hd, uint32_t n_rot, bool n
 }
 
 /* ggml's angle recurrence: theta starts at the position and is multiplied by
- * base^(-2/n_rot) per pair (in float), which is what the reference used. */
-static void rope_table(float *t, uint32_t max_ctx, uint32_t n_rot, float base)
+ * base^(-2/n_rot) per pair (in float), which is what the reference used;
+ * pair i's angle is then divided by its frequency factor and scaled (ggml's
+ * rope cache, without YaRN: theta / ff * freq_scale, exact when both are 1). */
+static void rope_table(float *t, uint32_t max_ctx, uint32_t n_rot, float base, float freq_scale,
+                       const float *freq_factors)
 {
     float theta_scale = powf(base, -2.0f / (float)n_rot);
     for (uint32_t p = 0; p < max_ctx; p++) {
         float theta = (float)p;
         for (uint32_t i = 0; i < n_rot / 2; i++) {
-            t[((size_t)p * (n_rot / 2) + i) * 2] = cosf(theta);
-            t[((size_t)p * (n_rot / 2) + i) * 2 + 1] = sinf(theta);
+            float ff = freq_factors ? freq_factors[i] : 1.0f;
+            float angle = freq_scale * (theta / ff);
+            t[((size_t)p * (n_rot / 2) + i) * 2] = cosf(angle);
+            t[((size_t)p * (n_rot / 2) + i) * 2 + 1] = sinf(angle);
             theta *= theta_scale;
         }
     }
@@ -624,7 +629,8 @@ bool forward_create(const struct model *m, struct kvcache *kv, struct threadpool
     }
     for (size_t i = 0; i < B; i++)
         f->hidden_row[i] = f->logit_row[i] = -1;
-    rope_table(f->rope, f->max_ctx, hp->n_rot, hp->rope_freq_base);
+    rope_table(f->rope, f->max_ctx, hp->n_rot, hp->rope_freq_base, hp->rope_freq_scale,
+               m->rope_freqs);
     *out = f;
     return true;
 }

@@ -74,21 +74,35 @@ static bool check_range(struct loader *L, const char *suffix, uint64_t v, uint64
                          (unsigned long long)v, (unsigned long long)lo, (unsigned long long)hi);
 }
 
+/* RoPE scaling: none, or linear (angles times 1/factor, as ggml's
+ * freq_scale). YaRN and the rest would load and compute something else. */
+static bool read_rope_scaling(struct loader *L, struct model_hparams *hp, struct err *e)
+{
+    hp->rope_freq_scale = 1.0f;
+    const char *key = akey(L, "rope.scaling.type");
+    if (!gguf_kv_find(L->f, key))
+        return true;
+    struct gguf_str s;
+    if (!gguf_get_str(L->f, key, &s, e))
+        return false;
+    if (gguf_str_eq(s, "none"))
+        return true;
+    if (!gguf_str_eq(s, "linear"))
+        return err_set_param(e, ERR_UNSUPPORTED, key, "RoPE scaling '%.*s' is not supported",
+                             (int)(s.len > 32 ? 32 : s.len), s.ptr);
+    float factor;
+    if (!get_f32(L, "rope.scaling.factor", true, 1.0f, &factor, e))
+        return false;
+    if (!(factor > 0) || !isfinite(factor))
+        return err_set_param(e, ERR_CORRUPT, akey(L, "rope.scaling.factor"),
+                             "the RoPE scaling factor must be a positive number");
+    hp->rope_freq_scale = 1.0f / factor;
+    return true;
+}
+
 /* Refuse what would load but compute something else than the model. */
 static bool refuse_unsupported(struct loader *L, struct err *e)
 {
-    const char *key = akey(L, "rope.scaling.type");
-    if (gguf_kv_find(L->f, key)) {
-        struct gguf_str s;
-        if (!gguf_get_str(L->f, key, &s, e))
-            return false;
-        if (!gguf_str_eq(s, "none"))
-            return err_set_param(e, ERR_UNSUPPORTED, key, "RoPE scaling '%.*s' is not supported",
-                                 (int)(s.len > 32 ? 32 : s.len), s.ptr);
-    }
-    if (gguf_tensor_find(L->f, "rope_freqs.weight"))
-        return err_set_param(e, ERR_UNSUPPORTED, "rope_freqs.weight",
-                             "per-frequency RoPE factors (rope_freqs.weight) are not supported");
     uint32_t experts = 0;
     if (!get_u32(L, "expert_count", false, 0, &experts, e))
         return false;
@@ -159,6 +173,8 @@ static bool read_hparams(struct loader *L, struct model_hparams *hp, struct err 
     if (!(hp->rope_freq_base > 0) || !isfinite(hp->rope_freq_base))
         return err_set_param(e, ERR_CORRUPT, akey(L, "rope.freq_base"),
                              "RoPE frequency base must be a positive number");
+    if (!read_rope_scaling(L, hp, e))
+        return false;
     if (!(hp->rms_eps >= 0) || !isfinite(hp->rms_eps))
         return err_set_param(e, ERR_CORRUPT, akey(L, "attention.layer_norm_rms_epsilon"),
                              "RMS-norm epsilon must be a non-negative number");
@@ -403,8 +419,17 @@ bool model_load(const struct gguf_file *f, struct threadpool *tp, struct model *
         goto done;
     }
     m->tok_embd = emb;
-    if (!vector_f32(f, "output_norm.weight", hp->n_embd, false, &m->output_norm, e))
+    if (!vector_f32(f, "output_norm.weight", hp->n_embd, false, &m->output_norm, e) ||
+        !vector_f32(f, "rope_freqs.weight", hp->n_rot / 2, true, &m->rope_freqs, e))
         goto done;
+    for (uint32_t i = 0; m->rope_freqs && i < hp->n_rot / 2; i++) {
+        if (!(m->rope_freqs[i] > 0) || !isfinite(m->rope_freqs[i])) {
+            err_set_param(e, ERR_CORRUPT, "rope_freqs.weight",
+                          "RoPE frequency factor %u is %g; factors must be positive numbers", i,
+                          (double)m->rope_freqs[i]);
+            goto done;
+        }
+    }
     const struct gguf_tensor *outw;
     if (!find_tensor(f, "output.weight", hp->n_embd, hp->n_vocab, true, &outw, e))
         goto done;

@@ -7,7 +7,10 @@
  *   optional q/k/v biases, separate `output.weight` or embeddings tied to
  *   `token_embd.weight`) and `qwen2` (q/k/v biases, NEOX RoPE). Any other
  *   architecture fails with ERR_UNSUPPORTED naming it; so do features that
- *   would silently change results (RoPE scaling, `rope_freqs`, experts).
+ *   would silently change results (YaRN and other RoPE scalings, experts).
+ *   RoPE as ggml computes it: linear scaling (`rope.scaling.type` "linear",
+ *   angles times 1/`rope.scaling.factor`) and per-frequency factors
+ *   (`rope_freqs.weight`, Llama 3.1 and later: angle i divided by factor i).
  *   Every hyper-parameter is range-checked, and every tensor the forward pass
  *   reads is checked for presence, dimension count, shape and type before
  *   anything is used: a missing or misshapen tensor is ERR_CORRUPT naming it,
@@ -58,6 +61,7 @@ struct model_hparams {
     uint32_t n_ctx_train;
     uint32_t n_rot;          /* rotated dimensions per head, <= head_dim, even */
     float rope_freq_base;
+    float rope_freq_scale;   /* linear RoPE scaling: 1 / rope.scaling.factor; 1 = none */
     float rms_eps;
     bool rope_neox;          /* pairs (i, i + n_rot/2) instead of (2i, 2i+1) */
     bool tied_embeddings;
@@ -77,6 +81,7 @@ struct model {
     struct model_hparams hp;
     const struct gguf_tensor *tok_embd; /* GGUF layout: rows read on lookup */
     const float *output_norm;
+    const float *rope_freqs; /* [n_rot / 2] divisors of the RoPE angles; NULL = none */
     struct kernels_matrix output;
     struct model_layer *layers;
     void *arena;

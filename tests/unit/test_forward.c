@@ -536,11 +536,13 @@ static void ref_rmsnorm(const double *x, const float *w, uint32_t n, double eps,
         y[i] = x[i] * sc * w[i];
 }
 
-static void ref_rope(double *v, uint32_t heads, const struct model_hparams *hp, uint32_t pos)
+static void ref_rope(double *v, uint32_t heads, const struct model *m, uint32_t pos)
 {
+    const struct model_hparams *hp = &m->hp;
     for (uint32_t h = 0; h < heads; h++)
         for (uint32_t i = 0; i < hp->n_rot / 2; i++) {
-            double th = pos * pow(hp->rope_freq_base, -2.0 * i / hp->n_rot);
+            double th = pos * pow(hp->rope_freq_base, -2.0 * i / hp->n_rot) * hp->rope_freq_scale /
+                        (m->rope_freqs ? m->rope_freqs[i] : 1.0);
             uint32_t a = hp->rope_neox ? i : 2 * i, b = hp->rope_neox ? i + hp->n_rot / 2 : 2 * i + 1;
             double *x = v + (size_t)h * hp->head_dim, x0 = x[a], x1 = x[b];
             x[a] = x0 * cos(th) - x1 * sin(th);
@@ -548,9 +550,10 @@ static void ref_rope(double *v, uint32_t heads, const struct model_hparams *hp, 
         }
 }
 
-static void ref_forward(const struct gguf_file *f, const struct model_hparams *hp, const int32_t *tok,
+static void ref_forward(const struct gguf_file *f, const struct model *m, const int32_t *tok,
                         uint32_t n, double *logits)
 {
+    const struct model_hparams *hp = &m->hp;
     const uint32_t d = hp->n_embd, hd = hp->head_dim, dq = hp->n_head * hd,
                    dkv = hp->n_head_kv * hd, ff = hp->n_ff, V = hp->n_vocab;
     double *x = calloc((size_t)n * d, 8), *xb = calloc(d, 8), *K = calloc((size_t)n * dkv, 8),
@@ -576,8 +579,8 @@ static void ref_forward(const struct gguf_file *f, const struct model_hparams *h
                     Vv[(size_t)i * dkv + j] += W("attn_v.bias")[j];
                 }
             }
-            ref_rope(Q + (size_t)i * dq, hp->n_head, hp, i);
-            ref_rope(K + (size_t)i * dkv, hp->n_head_kv, hp, i);
+            ref_rope(Q + (size_t)i * dq, hp->n_head, m, i);
+            ref_rope(K + (size_t)i * dkv, hp->n_head_kv, m, i);
         }
         for (uint32_t i = 0; i < n; i++) {
             for (uint32_t h = 0; h < hp->n_head; h++) {
@@ -632,7 +635,8 @@ static void ref_forward(const struct gguf_file *f, const struct model_hparams *h
 }
 
 /* Partial rotary embeddings (rope.dimension_count < head size), both pair
- * layouts, biases and tied embeddings, against the float64 pass above. */
+ * layouts, biases, tied embeddings, and RoPE scaling (Llama 3.1's frequency
+ * factors, linear), against the float64 pass above. */
 static void test_matches_float64_reference(void **state)
 {
     (void)state;
@@ -644,6 +648,12 @@ static void test_matches_float64_reference(void **state)
          .tied = true, .rope_freq_base = 1e6f, .seed = 12},
         {.arch = "llama", .n_embd = 48, .n_layer = 1, .n_head = 3, .n_head_kv = 3, .n_ff = 64,
          .n_ctx = 256, .n_vocab = 70, .type = GGML_TYPE_F32, .seed = 13},
+        {.arch = "llama", .n_embd = 64, .n_layer = 2, .n_head = 4, .n_head_kv = 2, .n_ff = 96,
+         .n_ctx = 256, .n_vocab = 100, .type = GGML_TYPE_F32, .rope_freqs = true,
+         .rope_freq_base = 5e5f, .seed = 14},
+        {.arch = "qwen2", .n_embd = 64, .n_layer = 2, .n_head = 4, .n_head_kv = 2, .n_ff = 96,
+         .n_ctx = 256, .n_vocab = 100, .type = GGML_TYPE_F32, .rope_linear = 4, .qkv_bias = true,
+         .seed = 15},
     };
     enum { N = 37 };
     for (size_t k = 0; k < sizeof specs / sizeof specs[0]; k++) {
@@ -666,7 +676,7 @@ static void test_matches_float64_reference(void **state)
         struct forward_batch b = {N, tok, sq, pos, out};
         assert_true(forward_run(g.fw, &b, &e));
         double *want = malloc(sizeof(double) * N * hp->n_vocab);
-        ref_forward(g.file, hp, tok, N, want);
+        ref_forward(g.file, g.model, tok, N, want);
         double worst = 0, spread = 0;
         for (int i = 0; i < N; i++)
             for (uint32_t v = 0; v < hp->n_vocab; v++) {

@@ -22,6 +22,9 @@ struct tiny {
     uint32_t head_count_kv;
     int64_t vocab_size_key;   /* -1: no key */
     const char *rope_scaling;
+    float rope_factor;        /* rope.scaling.factor when > 0 */
+    const float *rope_freqs;  /* a rope_freqs.weight of D / H / 2 values */
+    uint64_t rope_freqs_n;    /* its length when not D / H / 2 */
     bool bias;
 };
 
@@ -63,6 +66,12 @@ static uint8_t *tiny_file(const struct tiny *t, size_t *len)
         test_gguf_u32(w, KEY("vocab_size"), (uint32_t)t->vocab_size_key);
     if (t->rope_scaling)
         test_gguf_str(w, KEY("rope.scaling.type"), t->rope_scaling);
+    if (t->rope_factor > 0)
+        test_gguf_f32(w, KEY("rope.scaling.factor"), t->rope_factor);
+    if (t->rope_freqs) {
+        uint64_t ne[1] = {t->rope_freqs_n ? t->rope_freqs_n : D / H / 2};
+        test_gguf_tensor(w, "rope_freqs.weight", 1, ne, GGML_TYPE_F32, t->rope_freqs);
+    }
     enum ggml_type wt = t->wtype ? t->wtype : GGML_TYPE_F32;
     uint64_t dkv = (uint64_t)(D / H) * (t->head_count_kv ? t->head_count_kv : 2);
     tensor(w, t, "token_embd.weight", D, V, wt);
@@ -163,6 +172,33 @@ static void test_refuses_unsupported_architecture(void **state)
     expect_refusal(&t, ERR_UNSUPPORTED, "general.architecture", "gptneox");
     struct tiny s = {.rope_scaling = "yarn", .vocab_size_key = -1};
     expect_refusal(&s, ERR_UNSUPPORTED, "llama.rope.scaling.type", "yarn");
+}
+
+/* Linear RoPE scaling and Llama 3.1's frequency factors load; what they
+ * need must be there and make sense. */
+static void test_rope_scaling(void **state)
+{
+    (void)state;
+    struct err e;
+    struct model_hparams hp;
+    struct tiny lin = {.rope_scaling = "linear", .rope_factor = 8, .vocab_size_key = -1};
+    if (!try_load(&lin, &e, &hp))
+        fail_msg("%s", e.msg);
+    assert_true(hp.rope_freq_scale == 0.125f);
+    struct tiny none = {.rope_scaling = "none", .vocab_size_key = -1};
+    assert_true(try_load(&none, &e, &hp) && hp.rope_freq_scale == 1.0f);
+    struct tiny no_factor = {.rope_scaling = "linear", .vocab_size_key = -1};
+    expect_refusal(&no_factor, ERR_CORRUPT, "llama.rope.scaling.factor", NULL);
+
+    const float good[D / H / 2] = {1, 1, 1, 2, 4, 8, 8, 8};
+    struct tiny freqs = {.rope_freqs = good, .vocab_size_key = -1};
+    if (!try_load(&freqs, &e, &hp))
+        fail_msg("%s", e.msg);
+    const float bad[D / H / 2] = {1, 1, 0, 2, 4, 8, 8, 8};
+    struct tiny zero = {.rope_freqs = bad, .vocab_size_key = -1};
+    expect_refusal(&zero, ERR_CORRUPT, "rope_freqs.weight", "factor 2");
+    struct tiny shape = {.rope_freqs = good, .rope_freqs_n = 4, .vocab_size_key = -1};
+    expect_refusal(&shape, ERR_CORRUPT, "rope_freqs.weight", "shape");
 }
 
 static void test_refuses_missing_or_misshapen_tensors(void **state)
@@ -283,6 +319,7 @@ int main(void)
         cmocka_unit_test(test_accepts_every_weight_type),
         cmocka_unit_test(test_accepts_qwen2),
         cmocka_unit_test(test_refuses_unsupported_architecture),
+        cmocka_unit_test(test_rope_scaling),
         cmocka_unit_test(test_refuses_missing_or_misshapen_tensors),
         cmocka_unit_test(test_refuses_wrong_types),
         cmocka_unit_test(test_refuses_bad_hparams),
