@@ -30,6 +30,27 @@ static void vocab_close(struct vocab *v)
     free(v->buf);
 }
 
+/* llama.cpp's vocabulary ggml-vocab-NAME.gguf from the shared data, and its
+ * test strings (*inp, malloc'ed); false (with a skip line) when absent. */
+static bool vocab_open_shared(const char *name, struct vocab *v, char **inp)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "tokenizers/ggml-vocab-%s.gguf", name);
+    const char *p = test_shared_path(rel);
+    if (!p)
+        return false;
+    char path[4096], inp_path[4200];
+    snprintf(path, sizeof path, "%s", p);
+    snprintf(inp_path, sizeof inp_path, "%s.inp", path);
+    struct err e = {0};
+    *v = (struct vocab){0};
+    if (!gguf_open(path, &v->g, &e) || !tokenizer_load(v->g, &v->t, &e))
+        fail_msg("%s: %s", name, e.msg);
+    *inp = test_read_file(inp_path, NULL);
+    assert_non_null(*inp);
+    return true;
+}
+
 static void vocab_from_writer(struct vocab *v, struct test_gguf *w)
 {
     size_t len;
@@ -182,23 +203,14 @@ static void test_llama_cpp_vocabs_round_trip(void **state)
     static const char *const names[] = {"llama-spm", "phi-3", "gpt-2", "falcon", "deepseek-llm",
                                         "deepseek-coder", "mpt", "refact", "starcoder"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        char rel[256];
-        snprintf(rel, sizeof rel, "tokenizers/ggml-vocab-%s.gguf", names[i]);
-        const char *p = test_shared_path(rel);
-        if (!p)
+        struct vocab v;
+        char *inp;
+        if (!vocab_open_shared(names[i], &v, &inp))
             return;
-        char path[4096], inp_path[4200];
-        snprintf(path, sizeof path, "%s", p);
-        snprintf(inp_path, sizeof inp_path, "%s.inp", path);
-        struct vocab v = {0};
-        struct err e = {0};
-        if (!gguf_open(path, &v.g, &e) || !tokenizer_load(v.g, &v.t, &e))
-            fail_msg("%s: %s", names[i], e.msg);
         /* The tokenizer keeps nothing from the mapping. */
         gguf_close(v.g);
         v.g = NULL;
-        char *inp = test_read_file(inp_path, NULL);
-        assert_non_null(inp);
+        struct err e = {0};
         unsigned flags = tokenizer_kind(v.t) == TOKENIZER_SPM ? TOKENIZER_STRIP_LEADING_SPACE : 0;
         int n = 0;
         for (char *cur = inp, *end; (end = strstr(cur, "\n__ggml_vocab_test__\n"));
@@ -909,21 +921,12 @@ static void test_special_detection(void **state)
 static void check_literal(const char *name, const char *pre, const char *post,
                           const char *inject, const char *const injected_tokens[])
 {
-    char rel[256];
-    snprintf(rel, sizeof rel, "tokenizers/ggml-vocab-%s.gguf", name);
-    const char *p = test_shared_path(rel);
-    if (!p)
+    struct vocab v;
+    char *inp;
+    if (!vocab_open_shared(name, &v, &inp))
         skip();
-    char gguf_path[4096], inp_path[4200];
-    snprintf(gguf_path, sizeof gguf_path, "%s", p);
-    snprintf(inp_path, sizeof inp_path, "%s.inp", gguf_path);
-    struct gguf_file *g = NULL;
-    struct tokenizer *t = NULL;
+    const struct tokenizer *t = v.t;
     struct err e = {0};
-    if (!gguf_open(gguf_path, &g, &e) || !tokenizer_load(g, &t, &e))
-        fail_msg("%s: %s", name, e.msg);
-    char *inp = test_read_file(inp_path, NULL);
-    assert_non_null(inp);
     static const char sep[] = "\n__ggml_vocab_test__\n";
     char *text = malloc(strlen(inp) + strlen(pre) + strlen(post) + strlen(inject) + 1);
     int cases = 0;
@@ -973,8 +976,7 @@ static void check_literal(const char *name, const char *pre, const char *post,
     free(b);
     free(text);
     free(inp);
-    tokenizer_free(t);
-    gguf_close(g);
+    vocab_close(&v);
 }
 
 static void test_encode_literal(void **state)
