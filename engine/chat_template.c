@@ -239,12 +239,20 @@ static void put_msg(struct out *o, const struct chat_message *m)
     put(o, m->content, m->len);
 }
 
+/* s[*a..*b) is s[0..n) without leading and trailing whitespace. */
+static void strip_range(const char *s, size_t n, size_t *a, size_t *b)
+{
+    *a = skip_space(s, 0, n);
+    *b = n;
+    while (*b > *a && is_space(s[*b - 1]))
+        (*b)--;
+}
+
 /* A message's text without leading and trailing whitespace. */
 static void put_msg_stripped(struct out *o, const struct chat_message *m)
 {
-    size_t a = skip_space(m->content, 0, m->len), b = m->len;
-    while (b > a && is_space(m->content[b - 1]))
-        b--;
+    size_t a, b;
+    strip_range(m->content, m->len, &a, &b);
     span_add(o, o->len, b - a);
     put(o, m->content + a, b - a);
 }
@@ -253,10 +261,8 @@ static void put_msg_stripped(struct out *o, const struct chat_message *m)
  * the message spans that survive. */
 static void put_out_stripped(struct out *o, const struct out *in)
 {
-    size_t a = skip_space(in->p, 0, in->len), b = in->len;
-    while (b > a && is_space(in->p[b - 1]))
-        b--;
-    size_t base = o->len;
+    size_t a, b, base = o->len;
+    strip_range(in->p, in->len, &a, &b);
     for (size_t i = 0; i < in->n_spans; i++) {
         size_t s0 = in->spans[i].start, s1 = s0 + in->spans[i].len;
         s0 = s0 < a ? a : s0;
