@@ -936,26 +936,28 @@ static float clamp_logprob(double v)
     return v < -9999.0 ? -9999.0f : (float)v;
 }
 
-bool sampler_score(struct sampler *s, float *logits, int32_t token, struct sampler_result *out,
-                   struct err *e)
+/* The largest logit, after NaN and +inf are made harmless; fails when no
+ * token has any probability. */
+static bool row_max(struct sampler *s, float *logits, float *max, struct err *e)
 {
-    int32_t n = s->n_vocab;
-    memset(out, 0, offsetof(struct sampler_result, top));
-    if (token < 0 || token >= n)
-        return err_set(e, ERR_INVALID, "token %d is not in the vocabulary", token);
     bool special;
-    float max = s->kern.max(logits, n, &special);
+    *max = s->kern.max(logits, s->n_vocab, &special);
     if (special) {
-        sanitize(logits, n);
-        max = s->kern.max(logits, n, &special);
+        sanitize(logits, s->n_vocab);
+        *max = s->kern.max(logits, s->n_vocab, &special);
     }
-    if (max == -INFINITY)
+    if (*max == -INFINITY)
         return err_set(e, ERR_UNPROCESSABLE, "every token has probability zero");
-    double lse = (double)max + log(s->kern.exp(logits, n, max, 1.0f, NULL));
-    out->token = token;
+    return true;
+}
+
+/* out->logprob of `token` and the top_logprobs alternatives, given the
+ * row's log-sum-exp at temperature 1. */
+static bool fill_logprobs(struct sampler *s, const float *logits, double lse, int32_t token,
+                          struct sampler_result *out, struct err *e)
+{
     out->logprob = clamp_logprob((double)logits[token] - lse);
-    s->n_sorted = 0;
-    int32_t k = s->p.top_logprobs < n ? s->p.top_logprobs : n;
+    int32_t k = s->p.top_logprobs < s->n_vocab ? s->p.top_logprobs : s->n_vocab;
     if (k > 0 && !order_ensure(s, logits, k, e))
         return false;
     for (int32_t j = 0; j < k; j++) {
@@ -967,20 +969,30 @@ bool sampler_score(struct sampler *s, float *logits, int32_t token, struct sampl
     return true;
 }
 
+bool sampler_score(struct sampler *s, float *logits, int32_t token, struct sampler_result *out,
+                   struct err *e)
+{
+    memset(out, 0, offsetof(struct sampler_result, top));
+    if (token < 0 || token >= s->n_vocab)
+        return err_set(e, ERR_INVALID, "token %d is not in the vocabulary", token);
+    float max;
+    if (!row_max(s, logits, &max, e))
+        return false;
+    double lse = (double)max + log(s->kern.exp(logits, s->n_vocab, max, 1.0f, NULL));
+    out->token = token;
+    s->n_sorted = 0;
+    return fill_logprobs(s, logits, lse, token, out, e);
+}
+
 bool sampler_sample(struct sampler *s, float *logits, sampler_allowed_fn allowed,
                     void *allowed_ctx, struct sampler_result *out, struct err *e)
 {
     int32_t n = s->n_vocab;
     memset(out, 0, offsetof(struct sampler_result, top));
     apply_penalties(s, logits);
-    bool special;
-    float max = s->kern.max(logits, n, &special);
-    if (special) {
-        sanitize(logits, n);
-        max = s->kern.max(logits, n, &special);
-    }
-    if (max == -INFINITY)
-        return err_set(e, ERR_UNPROCESSABLE, "every token has probability zero");
+    float max;
+    if (!row_max(s, logits, &max, e))
+        return false;
     s->n_sorted = 0;
     struct step st = {.l = logits, .max = max, .inv_t = 1.0f};
     double z = -1; /* sum of the weights at inv_t, when computed */
@@ -1015,17 +1027,7 @@ bool sampler_sample(struct sampler *s, float *logits, sampler_allowed_fn allowed
     if (s->p.logprobs) {
         if (z < 0 || st.inv_t != 1.0f)
             z = s->kern.exp(logits, n, max, 1.0f, NULL);
-        double lse = (double)max + log(z);
-        out->logprob = clamp_logprob((double)logits[pick] - lse);
-        int32_t k = s->p.top_logprobs < n ? s->p.top_logprobs : n;
-        if (k > 0 && !order_ensure(s, logits, k, e))
-            return false;
-        for (int32_t j = 0; j < k; j++) {
-            int32_t t = s->order[j];
-            out->top[j] = (struct sampler_token_logprob){
-                .token = t, .logprob = clamp_logprob((double)logits[t] - lse)};
-        }
-        out->n_top = k;
+        return fill_logprobs(s, logits, (double)max + log(z), pick, out, e);
     }
     return true;
 }
